@@ -1,0 +1,123 @@
+"""The input contract: turn one Kafka message value into a login event or a reason.
+
+Parsing never raises. Every message becomes either a `LoginEvent` or a short
+reason code (``invalid_json``, ``missing_field:timestamp``, ``bad_type:ip``...)
+that travels with the original bytes to the dead-letter topic.
+"""
+
+import re
+from typing import Any, NamedTuple
+
+from operators import jsonio
+
+OPTIONAL_FIELDS: tuple[str, ...] = ("app_version", "device_type", "ip", "locale", "device_id")
+"""Fields that default to `UNKNOWN` when absent, null or empty."""
+
+UNKNOWN = "unknown"
+
+MIN_EVENT_TIME = 946_684_800.0
+"""2000-01-01T00:00:00Z: earlier instants are rejected as out of range."""
+
+MAX_EVENT_TIME = 4_102_444_800.0
+"""2100-01-01T00:00:00Z: this instant and later ones are rejected."""
+
+# ASCII digits only: `str.isdigit` and `\d` accept other scripts' digits,
+# which `float` would then happily parse.
+_TIMESTAMP_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
+class RawMessage(NamedTuple):
+    """One Kafka message as read, kept byte-exact for the DLQ and late topics."""
+
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+
+
+class LoginEvent(NamedTuple):
+    """A validated login. Field order after `event_time` matches `FIELDS`."""
+
+    event_time: float
+    user_id: str
+    app_version: str
+    device_type: str
+    ip: str
+    locale: str
+    device_id: str
+
+
+def parse_value(value: bytes | None) -> LoginEvent | str:
+    """Validate one message value against the input contract.
+
+    Returns the event, or the reason code for rejecting it.
+
+    >>> parse_value(b'{"user_id": "u1", "timestamp": 1694479551}').device_type
+    'unknown'
+    >>> parse_value(b'{"user_id": "u1", "timestamp": true}')
+    'bad_type:timestamp'
+    """
+    if value is None:
+        return "tombstone"
+    if not value:
+        return "empty_value"
+    try:
+        doc = jsonio.loads(value)
+    except jsonio.JSONDecodeError as exc:
+        # orjson validates UTF-8 itself; telling the two apart only on this
+        # error path keeps the happy path to a single pass over the bytes.
+        return "invalid_utf8" if "utf-8" in str(exc).lower() else "invalid_json"
+    if not isinstance(doc, dict):
+        return "not_object"
+
+    user_id = doc.get("user_id")
+    if user_id is None:
+        return "missing_field:user_id"
+    if not isinstance(user_id, str):
+        return "bad_type:user_id"
+    if not user_id:
+        return "empty_field:user_id"
+
+    event_time = parse_event_time(doc.get("timestamp"))
+    if isinstance(event_time, str):
+        return event_time
+
+    optional: list[str] = []
+    for name in OPTIONAL_FIELDS:
+        raw = doc.get(name)
+        if raw is None or raw == "":
+            optional.append(UNKNOWN)
+        elif isinstance(raw, str):
+            optional.append(raw)
+        else:
+            return f"bad_type:{name}"
+    return LoginEvent(event_time, user_id, *optional)
+
+
+def parse_event_time(raw: Any) -> float | str:
+    """Read epoch seconds from a JSON number or a string of digits.
+
+    Returns the instant, or the reason code for rejecting it.
+    """
+    if raw is None:
+        return "missing_field:timestamp"
+    # bool is a subclass of int, so it must be ruled out first.
+    if isinstance(raw, bool):
+        return "bad_type:timestamp"
+    if isinstance(raw, int):
+        # Compare before converting: a huge JSON integer overflows float().
+        if not MIN_EVENT_TIME <= raw < MAX_EVENT_TIME:
+            return "timestamp_out_of_range"
+        return float(raw)
+    if isinstance(raw, float):
+        seconds = raw
+    elif isinstance(raw, str):
+        if not _TIMESTAMP_TEXT.fullmatch(raw):
+            return "bad_format:timestamp"
+        seconds = float(raw)
+    else:
+        return "bad_type:timestamp"
+    # Written so that NaN, which compares false to everything, is out of range.
+    if not MIN_EVENT_TIME <= seconds < MAX_EVENT_TIME:
+        return "timestamp_out_of_range"
+    return seconds

@@ -1,0 +1,82 @@
+"""Kafka output that fails loudly instead of losing a record.
+
+Bytewax's own `KafkaSink` flushes but never looks at delivery reports, so a
+record the broker refused would vanish. Here every write is confirmed before
+the step returns; a failed delivery stops the dataflow, and a resume from
+recovery writes it again.
+"""
+
+import logging
+
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import KafkaError, Message, Producer
+
+from operators.encoding import KafkaRecord
+from operators.logs import kv
+from operators.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT_S = 60.0
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not accept a record."""
+
+
+class KafkaTopicSink(DynamicSink[KafkaRecord]):
+    """Writes `KafkaRecord`s to one topic, from every worker."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        """Produce to `topic` with the settings' brokers and client properties."""
+        self.settings = settings
+        self.topic = topic
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> "_TopicWriter":
+        """One producer per worker."""
+        return _TopicWriter(self.settings, self.topic)
+
+
+class _TopicWriter(StatelessSinkPartition[KafkaRecord]):
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self.failures: list[str] = []
+        self._producer = Producer(
+            {
+                **settings.kafka_config(),
+                # Retries must not reorder or duplicate within a run.
+                "enable.idempotence": "true",
+                "linger.ms": "5",
+                "compression.type": "lz4",
+                "error_cb": self._on_client_error,
+            }
+        )
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        logger.warning("kafka producer error %s", kv(topic=self.topic, code=error.name(), reason=error.str()))
+
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self.failures.append(error.str())
+
+    def write_batch(self, items: list[KafkaRecord]) -> None:
+        for record in items:
+            while True:
+                try:
+                    self._producer.produce(
+                        self.topic, record.value, record.key, headers=record.headers, on_delivery=self._on_delivery
+                    )
+                    break
+                except BufferError:
+                    # Local queue full: serve delivery reports to make room.
+                    self._producer.poll(0.1)
+        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
+        if remaining:
+            msg = f"{remaining} records to {self.topic!r} still undelivered after {FLUSH_TIMEOUT_S:.0f}s"
+            raise DeliveryError(msg)
+        if self.failures:
+            msg = f"{len(self.failures)} records to {self.topic!r} were refused, first: {self.failures[0]}"
+            raise DeliveryError(msg)
+
+    def close(self) -> None:
+        self._producer.flush(FLUSH_TIMEOUT_S)

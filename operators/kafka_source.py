@@ -1,0 +1,215 @@
+"""Kafka input: one Bytewax partition per Kafka partition, with event-time progress.
+
+Each partition reads its Kafka partition by assignment (no consumer group),
+parses in log order and keeps its watermark (`operators.partition`). Its
+resume state is the next offset together with that watermark, snapshotted
+atomically, so a resume after any downtime replays the same decisions: the
+Bytewax event clock's habit of storing system time does not apply here.
+"""
+
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from operators.events import RawMessage
+from operators.logs import kv
+from operators.partition import PartitionBatch, PartitionState, PartitionTracker
+from operators.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+METADATA_TIMEOUT_S = 30.0
+IDLE_POLL = timedelta(milliseconds=20)
+# How often a caught-up partition reports wall-clock progress, in seconds.
+IDLE_PROGRESS_INTERVAL_S = 0.25
+
+
+# Errors a retry cannot fix; anything else librdkafka keeps retrying itself.
+_PERMANENT_READ_ERRORS = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError._AUTHENTICATION,
+    }
+)
+
+
+class SourceError(RuntimeError):
+    """The input topic cannot be read as configured."""
+
+
+def _log_client_error(error: KafkaError) -> None:
+    # librdkafka retries transient errors (a broker restart) by itself; these
+    # callbacks only make them visible. Fatal ones surface from consume().
+    logger.warning("kafka client error %s", kv(code=error.name(), reason=error.str()))
+
+
+def list_partitions(settings: Settings) -> list[int]:
+    """The partition ids of the input topic, failing clearly if it is missing."""
+    admin = AdminClient({**settings.kafka_config(), "error_cb": _log_client_error})
+    try:
+        metadata = admin.list_topics(settings.input_topic, timeout=METADATA_TIMEOUT_S)
+    except KafkaException as exc:
+        msg = f"cannot read metadata for INPUT_TOPIC={settings.input_topic!r} from KAFKA_BROKERS={settings.brokers!r}: {exc}"
+        raise SourceError(msg) from exc
+    topic = metadata.topics.get(settings.input_topic)
+    if topic is None or topic.error is not None or not topic.partitions:
+        reason = topic.error if topic is not None else "not found"
+        msg = f"INPUT_TOPIC={settings.input_topic!r} is not readable on {settings.brokers}: {reason}"
+        raise SourceError(msg)
+    return sorted(topic.partitions)
+
+
+class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
+    """The input topic as a Bytewax source of `PartitionBatch` items."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Read `settings.input_topic`; nothing connects until the run starts."""
+        self.settings = settings
+        self._partition_count: int | None = None
+
+    def list_parts(self) -> list[str]:
+        """Every partition of the input topic, as its decimal id."""
+        partitions = list_partitions(self.settings)
+        self._partition_count = len(partitions)
+        return [str(partition) for partition in partitions]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: PartitionState | None
+    ) -> "KafkaPartitionReader":
+        """Open one partition at its resume offset, or at START_OFFSET."""
+        if self._partition_count is None:
+            self._partition_count = len(list_partitions(self.settings))
+        return KafkaPartitionReader(self.settings, int(for_part), self._partition_count, resume_state)
+
+
+class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionState]):
+    """Reads one Kafka partition and emits at most one batch per step."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        partition: int,
+        partition_count: int,
+        resume_state: PartitionState | None,
+    ) -> None:
+        """Assign the consumer and fix the end offset for bounded reads."""
+        self.settings = settings
+        self.partition = partition
+        config = {
+            **settings.kafka_config(),
+            # Assignment only: the group id is required by librdkafka but unused.
+            "group.id": "loginflow-assign-only",
+            "enable.auto.commit": "false",
+            "enable.partition.eof": "true",
+            # Only consulted when a resume offset fell out of retention.
+            "auto.offset.reset": "earliest",
+            "error_cb": _log_client_error,
+        }
+        self._consumer = Consumer(config)
+        low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(settings.input_topic, partition), timeout=METADATA_TIMEOUT_S
+        )
+        if resume_state is None:
+            start = low if settings.start_offset == "earliest" else high
+            self._tracker = PartitionTracker(
+                partition, partition_count, settings.window_seconds, settings.allowed_lateness_seconds
+            )
+        else:
+            start = resume_state.next_offset
+            self._tracker = PartitionTracker(
+                partition,
+                partition_count,
+                settings.window_seconds,
+                settings.allowed_lateness_seconds,
+                resume_state.max_event_time,
+                resume_state.watermark,
+            )
+        self._next_offset = start
+        # A bounded read stops at the end the log had when the run started.
+        self._end_offset = high if settings.stop_at_end else None
+        self._caught_up = False
+        self._finished = False
+        self._reported_watermark: float | None = None
+        self._last_idle_report = 0.0
+        self._idle = False
+        self._consumer.assign([TopicPartition(settings.input_topic, partition, start)])
+        logger.info(
+            "reading partition %s",
+            kv(topic=settings.input_topic, partition=partition, start_offset=start, low=low, high=high,
+               resumed=resume_state is not None, end_offset=self._end_offset),
+        )
+
+    def next_batch(self) -> list[PartitionBatch]:
+        """Read what is ready, parse it, and report progress."""
+        if self._finished:
+            raise StopIteration
+        if self._end_offset is not None and self._next_offset >= self._end_offset:
+            return self._finish([])
+
+        messages = self._consumer.consume(self.settings.batch_size, 0)
+        raws: list[RawMessage] = []
+        # None: this read said nothing new about whether we are at the head.
+        at_head: bool | None = None
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_head = True
+                    continue
+                if error.fatal() or error.code() in _PERMANENT_READ_ERRORS:
+                    msg = f"reading partition {self.partition} of {self.settings.input_topic!r}: {error.str()}"
+                    raise SourceError(msg)
+                logger.warning("retriable read error %s", kv(partition=self.partition, reason=error.str()))
+                continue
+            offset = message.offset()
+            if self._end_offset is not None and offset >= self._end_offset:
+                break
+            raws.append(RawMessage(message.key(), message.value(), self.partition, offset))
+            at_head = False
+            self._next_offset = offset + 1
+
+        if at_head is not None:
+            self._caught_up = at_head
+        if self._end_offset is not None and (self._next_offset >= self._end_offset or self._caught_up):
+            # Reaching the log's head also ends a bounded read: transaction
+            # markers can leave the last offsets without a readable message.
+            return self._finish(raws)
+
+        batch = self._tracker.track(raws)
+        self._idle = self._caught_up and not raws
+        if self._caught_up and not raws:
+            now = time.time()
+            if now - self._last_idle_report >= IDLE_PROGRESS_INTERVAL_S:
+                self._last_idle_report = now
+                self._tracker.advance_idle(now)
+                batch = self._tracker.track([])
+        if raws or batch.watermark != self._reported_watermark:
+            self._reported_watermark = batch.watermark
+            return [batch]
+        return []
+
+    def _finish(self, raws: list[RawMessage]) -> list[PartitionBatch]:
+        self._finished = True
+        logger.info("partition read to its end %s", kv(partition=self.partition, next_offset=self._next_offset))
+        return [self._tracker.track(raws, finished=True)]
+
+    def next_awake(self) -> datetime | None:
+        """Back off while the partition has nothing new, to spare the CPU."""
+        if self._idle:
+            return datetime.now(timezone.utc) + IDLE_POLL
+        return None
+
+    def snapshot(self) -> PartitionState:
+        """The next offset to read, with the watermark it had been reached at."""
+        return PartitionState(self._next_offset, self._tracker.max_event_time, self._tracker.watermark)
+
+    def close(self) -> None:
+        """Leave the broker cleanly."""
+        self._consumer.close()

@@ -1,0 +1,128 @@
+"""Per-partition event-time progress, decided where the offsets live.
+
+Each input partition keeps its own event-time front: the largest event time
+read from it. Its watermark trails that front by the allowed lateness. An
+event is late when its window ends at or before its partition's watermark.
+
+Deciding lateness per partition, in log order, makes the answer a pure
+function of the log: it does not depend on how fast each partition happens to
+be read, on the worker count, or on restarts. The window-closing side takes
+the minimum over partitions, so it never closes a window that an on-time
+event of any partition could still land in (see `operators.windowing`).
+
+The tracker state is snapshotted with the partition's offset, so a resume
+replays exactly the same decisions.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from operators.events import LoginEvent, RawMessage, parse_value
+
+
+class Reject(NamedTuple):
+    """A message that broke the input contract, and why."""
+
+    message: RawMessage
+    reason: str
+
+
+class LateEvent(NamedTuple):
+    """A valid event that arrived after its window could have been emitted."""
+
+    message: RawMessage
+    window_start: int
+
+
+class PartitionState(NamedTuple):
+    """What a partition needs to resume: the next offset and its event-time front."""
+
+    next_offset: int
+    max_event_time: float
+    watermark: float
+
+
+@dataclass(frozen=True)
+class PartitionBatch:
+    """Everything one read step learned from one input partition."""
+
+    partition: int
+    partition_count: int
+    events: list[LoginEvent] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    late: list[LateEvent] = field(default_factory=list)
+    # The partition's watermark after this batch; -inf until it has seen an event.
+    watermark: float = -math.inf
+    # True on the last batch of a bounded read: the partition holds nothing back.
+    finished: bool = False
+
+
+def window_start(event_time: float, window_seconds: int) -> int:
+    """Start of the epoch-aligned tumbling window holding `event_time`."""
+    return int(event_time // window_seconds) * window_seconds
+
+
+class PartitionTracker:
+    """Parses one partition's messages in log order and keeps its watermark."""
+
+    def __init__(
+        self,
+        partition: int,
+        partition_count: int,
+        window_seconds: int,
+        allowed_lateness: float,
+        max_event_time: float = -math.inf,
+        watermark: float = -math.inf,
+    ) -> None:
+        """Start fresh, or from a snapshot's `max_event_time` and `watermark`."""
+        self.partition = partition
+        self.partition_count = partition_count
+        self.window_seconds = window_seconds
+        self.allowed_lateness = allowed_lateness
+        self.max_event_time = max_event_time
+        self.watermark = watermark
+
+    def track(self, messages: list[RawMessage], *, finished: bool = False) -> PartitionBatch:
+        """Classify `messages` (in offset order) as events, rejects or late events."""
+        events: list[LoginEvent] = []
+        rejects: list[Reject] = []
+        late: list[LateEvent] = []
+        window = self.window_seconds
+        for message in messages:
+            parsed = parse_value(message.value)
+            if isinstance(parsed, str):
+                rejects.append(Reject(message, parsed))
+                continue
+            event_time = parsed.event_time
+            start = int(event_time // window) * window
+            if start + window <= self.watermark:
+                late.append(LateEvent(message, start))
+                continue
+            events.append(parsed)
+            if event_time > self.max_event_time:
+                self.max_event_time = event_time
+                self.watermark = max(self.watermark, event_time - self.allowed_lateness)
+        return PartitionBatch(
+            self.partition,
+            self.partition_count,
+            events,
+            rejects,
+            late,
+            self.watermark,
+            finished,
+        )
+
+    def advance_idle(self, now: float) -> bool:
+        """Let wall time carry a caught-up partition's watermark forward.
+
+        A partition with nothing more to read must not hold the others back:
+        its front becomes the wall clock, so events that arrive later than
+        the allowed lateness behind real time are late. Returns whether the
+        watermark moved.
+        """
+        candidate = now - self.allowed_lateness
+        if candidate > self.watermark:
+            self.watermark = candidate
+            return True
+        return False

@@ -1,0 +1,260 @@
+"""Tumbling-window counts per slice, held in a bounded set of shard states.
+
+Each read batch is pre-aggregated into per-shard partial counts, so the
+runtime exchanges one item per shard per batch instead of one per event. A
+shard is one slice times a hash bucket of its key values. It holds the open
+windows' counts for its keys, and the latest watermark of every input
+partition. It emits a window once the minimum of those watermarks passes the
+window's end.
+
+Why this is exact: a batch's counts travel in the same item as its
+partition's watermark, and items of one partition reach a shard in order.
+An on-time event's window ends after its partition's watermark, which bounds
+the minimum the shard sees, so its window is still open when its count
+arrives. Each (window, slice, key) is emitted once, when its window closes.
+"""
+
+import logging
+import math
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Callable, NamedTuple
+
+from bytewax.operators import StatefulBatchLogic
+
+from operators.logs import kv
+from operators.partition import PartitionBatch
+from operators.settings import FIELDS, SliceSpec
+
+logger = logging.getLogger(__name__)
+
+KeyValues = tuple[str, ...]
+WindowKey = tuple[int, KeyValues]
+"""(window_start, key values in slice field order)."""
+
+
+class ShardUpdate(NamedTuple):
+    """One batch's contribution to one shard: counts plus the partition's progress."""
+
+    slice_index: int
+    partition: int
+    partition_count: int
+    watermark: float
+    finished: bool
+    counts: dict[WindowKey, int]
+
+
+class WindowCount(NamedTuple):
+    """The count of one key of one slice in one closed window."""
+
+    window_start: int
+    window_end: int
+    slice: SliceSpec
+    values: KeyValues
+    count: int
+
+
+def shard_key(spec: SliceSpec, bucket: int) -> str:
+    """The state key of one shard: ``user_id+ip#3``."""
+    return f"{spec.name}#{bucket}"
+
+
+def key_getter(spec: SliceSpec) -> Callable[[tuple], KeyValues]:
+    """A fast function from `LoginEvent` to the slice's key values, always a tuple."""
+    # LoginEvent holds event_time first, then the fields in FIELDS order.
+    indexes = [FIELDS.index(name) + 1 for name in spec.fields]
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda event: (event[only],)
+    getter: Callable[[tuple], KeyValues] = itemgetter(*indexes)
+    return getter
+
+
+def bucket_of(values: KeyValues, buckets: int) -> int:
+    """A hash bucket stable across processes (Python's own `hash` is salted)."""
+    return zlib.crc32("\x1f".join(values).encode()) % buckets
+
+
+@dataclass(frozen=True)
+class ShardCounter:
+    """Splits a partition batch into per-shard updates. Used as a `flat_map`."""
+
+    slices: tuple[SliceSpec, ...]
+    window_seconds: int
+    buckets: int
+
+    def __call__(self, batch: PartitionBatch) -> list[tuple[str, ShardUpdate]]:
+        """Count `batch` per (slice, window, key) and route it to shards.
+
+        Every shard gets the batch's watermark, even with no counts, because
+        a shard can only close windows once it has heard from every partition.
+        """
+        window = self.window_seconds
+        starts = [int(event.event_time // window) * window for event in batch.events]
+        updates: list[tuple[str, ShardUpdate]] = []
+        for slice_index, spec in enumerate(self.slices):
+            getter = key_getter(spec)
+            per_window = Counter(zip(starts, map(getter, batch.events), strict=True))
+            per_bucket: list[dict[WindowKey, int]] = [{} for _ in range(self.buckets)]
+            bucket_cache: dict[KeyValues, int] = {}
+            for window_key, count in per_window.items():
+                values = window_key[1]
+                bucket = bucket_cache.get(values)
+                if bucket is None:
+                    bucket = bucket_cache[values] = bucket_of(values, self.buckets)
+                per_bucket[bucket][window_key] = count
+            for bucket, counts in enumerate(per_bucket):
+                update = ShardUpdate(
+                    slice_index,
+                    batch.partition,
+                    batch.partition_count,
+                    batch.watermark,
+                    batch.finished,
+                    counts,
+                )
+                updates.append((shard_key(spec, bucket), update))
+        return updates
+
+
+class ShardSnapshot(NamedTuple):
+    """A shard's resumable state. Immutable once taken."""
+
+    slice_index: int
+    window_seconds: int
+    partition_count: int
+    watermarks: dict[int, float]
+    closed_through: float
+    windows: dict[int, dict[KeyValues, int]]
+
+
+class WindowShard:
+    """The counts and watermarks of one shard. Pure: no clock, no I/O."""
+
+    def __init__(
+        self,
+        slices: Sequence[SliceSpec],
+        window_seconds: int,
+        snapshot: ShardSnapshot | None = None,
+    ) -> None:
+        """Start empty, or resume from `snapshot` taken with the same settings."""
+        self.slices = slices
+        self.window_seconds = window_seconds
+        self.slice_index = -1
+        self.partition_count = 0
+        self.watermarks: dict[int, float] = {}
+        # Everything ending at or before this has been emitted.
+        self.closed_through = -math.inf
+        self.windows: dict[int, dict[KeyValues, int]] = {}
+        self.misrouted = 0
+        if snapshot is not None:
+            self._restore(snapshot)
+
+    def _restore(self, snapshot: ShardSnapshot) -> None:
+        if snapshot.window_seconds != self.window_seconds:
+            msg = (
+                f"WINDOW_SECONDS: recovery state was written with {snapshot.window_seconds}, "
+                f"now {self.window_seconds}; use a new recovery directory to change it"
+            )
+            raise ValueError(msg)
+        self.slice_index = snapshot.slice_index
+        self.partition_count = snapshot.partition_count
+        self.watermarks = dict(snapshot.watermarks)
+        self.closed_through = snapshot.closed_through
+        self.windows = {start: dict(counts) for start, counts in snapshot.windows.items()}
+
+    def watermark(self) -> float:
+        """The minimum watermark over all input partitions (-inf until all reported)."""
+        if self.partition_count == 0 or len(self.watermarks) < self.partition_count:
+            return -math.inf
+        return min(self.watermarks.values())
+
+    def apply(self, updates: Iterable[ShardUpdate]) -> list[WindowCount]:
+        """Merge updates, then emit every window the watermark has passed."""
+        window = self.window_seconds
+        for update in updates:
+            self.slice_index = update.slice_index
+            self.partition_count = max(self.partition_count, update.partition_count)
+            for (start, values), count in update.counts.items():
+                if start + window <= self.closed_through:
+                    # Cannot happen while partitions reach shards in order; if it
+                    # does, say so loudly rather than emit a second, partial count.
+                    self.misrouted += count
+                    logger.error(
+                        "count for an emitted window %s",
+                        kv(window_start=start, values=values, count=count, partition=update.partition),
+                    )
+                    continue
+                keys = self.windows.get(start)
+                if keys is None:
+                    keys = self.windows[start] = {}
+                keys[values] = keys.get(values, 0) + count
+            progress = math.inf if update.finished else update.watermark
+            if progress > self.watermarks.get(update.partition, -math.inf):
+                self.watermarks[update.partition] = progress
+        return self._close(self.watermark())
+
+    def _close(self, watermark: float) -> list[WindowCount]:
+        if watermark <= self.closed_through:
+            return []
+        window = self.window_seconds
+        closing = sorted(start for start in self.windows if start + window <= watermark)
+        self.closed_through = watermark
+        if not closing:
+            return []
+        spec = self.slices[self.slice_index]
+        emitted: list[WindowCount] = []
+        for start in closing:
+            keys = self.windows.pop(start)
+            for values in sorted(keys):
+                count = keys[values]
+                if count >= spec.min_count:
+                    emitted.append(WindowCount(start, start + window, spec, values, count))
+        return emitted
+
+    def snapshot(self) -> ShardSnapshot:
+        """Copy the state; dict copies of flat dicts, far cheaper than deepcopy."""
+        return ShardSnapshot(
+            self.slice_index,
+            self.window_seconds,
+            self.partition_count,
+            dict(self.watermarks),
+            self.closed_through,
+            {start: keys.copy() for start, keys in self.windows.items()},
+        )
+
+
+class WindowShardLogic(StatefulBatchLogic[ShardUpdate, WindowCount, ShardSnapshot]):
+    """Bytewax glue around `WindowShard` for `op.stateful_batch`."""
+
+    def __init__(
+        self,
+        slices: Sequence[SliceSpec],
+        window_seconds: int,
+        resume_state: ShardSnapshot | None,
+    ) -> None:
+        """Build or resume one shard; Bytewax passes `resume_state` last."""
+        self.shard = WindowShard(slices, window_seconds, resume_state)
+        # Bytewax snapshots every stateful step each epoch, recovery or not;
+        # reuse the last copy while nothing changed.
+        self._snapshot: ShardSnapshot | None = resume_state
+
+    def on_batch(self, values: list[ShardUpdate]) -> tuple[list[WindowCount], bool]:
+        """Merge a batch of updates and emit the windows it closed."""
+        self._snapshot = None
+        return self.shard.apply(values), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[WindowCount], bool]:
+        """Input ended. Bounded reads already closed everything via `finished`."""
+        open_windows = len(self.shard.windows)
+        if open_windows:
+            logger.warning("input ended with open windows %s", kv(open_windows=open_windows))
+        return [], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> ShardSnapshot:
+        """Return the shard state, copied only when it changed since the last call."""
+        if self._snapshot is None:
+            self._snapshot = self.shard.snapshot()
+        return self._snapshot

@@ -136,7 +136,6 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         self._end_offset = high if settings.stop_at_end else None
         self._caught_up = False
         self._finished = False
-        self._reported_watermark: float | None = None
         self._last_idle_report = 0.0
         self._idle = False
         self._consumer.assign([TopicPartition(settings.input_topic, partition, start)])
@@ -182,18 +181,14 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             # markers can leave the last offsets without a readable message.
             return self._finish(raws)
 
-        batch = self._tracker.track(raws)
         self._idle = self._caught_up and not raws
-        if self._caught_up and not raws:
+        if self._idle:
             now = time.time()
             if now - self._last_idle_report >= IDLE_PROGRESS_INTERVAL_S:
                 self._last_idle_report = now
                 self._tracker.advance_idle(now)
-                batch = self._tracker.track([])
-        if raws or batch.watermark != self._reported_watermark:
-            self._reported_watermark = batch.watermark
-            return [batch]
-        return []
+        batch = self._tracker.track(raws)
+        return [batch] if raws or batch.progressed else []
 
     def _finish(self, raws: list[RawMessage]) -> list[PartitionBatch]:
         self._finished = True

@@ -56,6 +56,8 @@ class PartitionBatch:
     watermark: float = -math.inf
     # True on the last batch of a bounded read: the partition holds nothing back.
     finished: bool = False
+    # Whether `watermark` or `finished` changed since this partition's previous batch.
+    progressed: bool = False
 
 
 def window_start(event_time: float, window_seconds: int) -> int:
@@ -82,6 +84,7 @@ class PartitionTracker:
         self.allowed_lateness = allowed_lateness
         self.max_event_time = max_event_time
         self.watermark = watermark
+        self._reported_watermark = -math.inf
 
     def track(self, messages: list[RawMessage], *, finished: bool = False) -> PartitionBatch:
         """Classify `messages` (in offset order) as events, rejects or late events."""
@@ -103,6 +106,8 @@ class PartitionTracker:
             if event_time > self.max_event_time:
                 self.max_event_time = event_time
                 self.watermark = max(self.watermark, event_time - self.allowed_lateness)
+        progressed = finished or self.watermark != self._reported_watermark
+        self._reported_watermark = self.watermark
         return PartitionBatch(
             self.partition,
             self.partition_count,
@@ -111,6 +116,7 @@ class PartitionTracker:
             late,
             self.watermark,
             finished,
+            progressed,
         )
 
     def advance_idle(self, now: float) -> bool:

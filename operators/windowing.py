@@ -89,7 +89,7 @@ class ShardCounter:
     def __call__(self, batch: PartitionBatch) -> list[tuple[str, ShardUpdate]]:
         """Count `batch` per (slice, window, key) and route it to shards.
 
-        Every shard gets the batch's watermark, even with no counts, because
+        Every shard hears of a watermark change, even without counts, because
         a shard can only close windows once it has heard from every partition.
         """
         window = self.window_seconds
@@ -107,6 +107,8 @@ class ShardCounter:
                     bucket = bucket_cache[values] = bucket_of(values, self.buckets)
                 per_bucket[bucket][window_key] = count
             for bucket, counts in enumerate(per_bucket):
+                if not counts and not batch.progressed:
+                    continue
                 update = ShardUpdate(
                     slice_index,
                     batch.partition,

@@ -87,8 +87,8 @@ def test_rejects_keep_bytes_and_reason(runner: Runner) -> None:
 
 
 def test_late_event_goes_to_late_topic_and_is_not_counted(runner: Runner) -> None:
-    # T0+75 moves partition 0's watermark to T0+65: the first window [T0, T0+60) is closed.
-    partitions: dict[int, list[bytes | None]] = {0: [login(T0 + 1), login(T0 + 75), login(T0 + 30)]}
+    # T0+70 moves partition 0's watermark to exactly T0+60, the end of [T0, T0+60): closed.
+    partitions: dict[int, list[bytes | None]] = {0: [login(T0 + 1), login(T0 + 70), login(T0 + 30)]}
     out = run(partitions, runner, SLICES="user_id:1")
     assert [(r.value, dict(r.headers)["window_start"]) for r in out["late"]] == [
         (login(T0 + 30), b"2024-03-01T00:00:00Z")
@@ -97,8 +97,8 @@ def test_late_event_goes_to_late_topic_and_is_not_counted(runner: Runner) -> Non
 
 
 def test_event_within_allowed_lateness_still_counts(runner: Runner) -> None:
-    # T0+65 puts the watermark at T0+55: the first window is still open for T0+30.
-    out = run({0: [login(T0 + 1), login(T0 + 65), login(T0 + 30)]}, runner, SLICES="user_id:1")
+    # T0+69.5 puts the watermark at T0+59.5: the first window is still open for T0+30.
+    out = run({0: [login(T0 + 1), login(T0 + 69.5), login(T0 + 30)]}, runner, SLICES="user_id:1")
     assert out["late"] == []
     counts = {json.loads(r.value)["window_start"]: json.loads(r.value)["count"] for r in out["metrics"]}
     assert counts == {"2024-03-01T00:00:00Z": 2, "2024-03-01T00:01:00Z": 1}

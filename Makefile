@@ -1,0 +1,47 @@
+# loginflow: `make demo` runs the job end to end, `make test` runs every test.
+# Both set up what they need (venv, Python packages, the Kafka jars) first.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-unit test-e2e lint kafka-up kafka-down kafka-status clean
+
+setup: $(STAMP)
+
+# Reinstall only when a requirements file changes.
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "loginflow needs CPython 3.10-3.12 (Bytewax 0.21.1 wheels); set PYTHON=python3.12")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+demo: setup
+	$(PY) -m tools.demo
+
+test: setup
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest tests/unit tests/flow
+
+test-e2e: setup
+	$(PY) -m pytest -m e2e
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+kafka-up: setup
+	scripts/kafka up
+
+kafka-down:
+	scripts/kafka down
+
+kafka-status:
+	scripts/kafka status
+
+clean:
+	scripts/kafka down || true
+	rm -rf $(VENV) .cache

@@ -1,0 +1,106 @@
+"""Run the real `python -m bytewax.run dataflow` as subprocesses, and never leak them."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stderr: str
+
+
+def _start(args: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("wb")
+    try:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "bytewax.run", "dataflow", *args],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        handle.close()
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    """Signal the process group and reap it."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+class DataflowCluster:
+    """One dataflow run as `processes` processes of `workers` workers each."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path, processes: int = 1, workers: int = 1,
+                 extra_args: Sequence[str] = ()) -> None:
+        self.env = dict(env)
+        self.log_dir = log_dir
+        self.processes = processes
+        self.workers = workers
+        self.extra_args = list(extra_args)
+        self.running: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self) -> "DataflowCluster":
+        args = ["-w", str(self.workers), *self.extra_args]
+        if self.processes == 1:
+            plan = [args]
+        else:
+            addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(self.processes))
+            plan = [[*args, "-i", str(index), "-a", addresses] for index in range(self.processes)]
+        for index, process_args in enumerate(plan):
+            log = self.log_dir / f"dataflow-{index}-{time.monotonic_ns()}.log"
+            self.logs.append(log)
+            self.running.append(_start(process_args, self.env, log))
+        return self
+
+    def wait(self, timeout: float) -> list[Finished]:
+        """Wait for every process to exit; kill all of them at the deadline."""
+        deadline = time.monotonic() + timeout
+        try:
+            for process in self.running:
+                remaining = max(0.1, deadline - time.monotonic())
+                process.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"dataflow did not finish in {timeout}s:\n{self.tail()}") from None
+        return [Finished(p.returncode, log.read_text(errors="replace")) for p, log in zip(self.running, self.logs)]
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        for process in self.running:
+            stop(process, sig)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join("\n".join(log.read_text(errors="replace").splitlines()[-lines:]) for log in self.logs)
+
+    def __enter__(self) -> "DataflowCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

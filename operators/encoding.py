@@ -11,7 +11,7 @@ from operators import jsonio
 from operators.partition import LateEvent, Reject
 from operators.windowing import WindowCount
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
 
 
 class KafkaRecord(NamedTuple):

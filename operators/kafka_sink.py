@@ -7,6 +7,7 @@ recovery writes it again.
 """
 
 import logging
+from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
@@ -41,16 +42,15 @@ class _TopicWriter(StatelessSinkPartition[KafkaRecord]):
     def __init__(self, settings: Settings, topic: str) -> None:
         self.topic = topic
         self.failures: list[str] = []
-        self._producer = Producer(
-            {
-                **settings.kafka_config(),
-                # Retries must not reorder or duplicate within a run.
-                "enable.idempotence": "true",
-                "linger.ms": "5",
-                "compression.type": "lz4",
-                "error_cb": self._on_client_error,
-            }
-        )
+        config: dict[str, Any] = {
+            **settings.kafka_config(),
+            # Retries must not reorder or duplicate within a run.
+            "enable.idempotence": "true",
+            "linger.ms": "5",
+            "compression.type": "lz4",
+            "error_cb": self._on_client_error,
+        }
+        self._producer = Producer(config)
 
     def _on_client_error(self, error: KafkaError) -> None:
         logger.warning("kafka producer error %s", kv(topic=self.topic, code=error.name(), reason=error.str()))

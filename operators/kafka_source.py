@@ -10,6 +10,7 @@ Bytewax event clock's habit of storing system time does not apply here.
 import logging
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -52,11 +53,15 @@ def _log_client_error(error: KafkaError) -> None:
 
 def list_partitions(settings: Settings) -> list[int]:
     """The partition ids of the input topic, failing clearly if it is missing."""
-    admin = AdminClient({**settings.kafka_config(), "error_cb": _log_client_error})
+    config: dict[str, Any] = {**settings.kafka_config(), "error_cb": _log_client_error}
+    admin = AdminClient(config)
     try:
         metadata = admin.list_topics(settings.input_topic, timeout=METADATA_TIMEOUT_S)
     except KafkaException as exc:
-        msg = f"cannot read metadata for INPUT_TOPIC={settings.input_topic!r} from KAFKA_BROKERS={settings.brokers!r}: {exc}"
+        msg = (
+            f"cannot read metadata for INPUT_TOPIC={settings.input_topic!r} "
+            f"from KAFKA_BROKERS={settings.brokers!r}: {exc}"
+        )
         raise SourceError(msg) from exc
     topic = metadata.topics.get(settings.input_topic)
     if topic is None or topic.error is not None or not topic.partitions:
@@ -102,7 +107,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         """Assign the consumer and fix the end offset for bounded reads."""
         self.settings = settings
         self.partition = partition
-        config = {
+        config: dict[str, Any] = {
             **settings.kafka_config(),
             # Assignment only: the group id is required by librdkafka but unused.
             "group.id": "loginflow-assign-only",
@@ -167,7 +172,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
                     raise SourceError(msg)
                 logger.warning("retriable read error %s", kv(partition=self.partition, reason=error.str()))
                 continue
-            offset = message.offset()
+            offset: int = message.offset()  # type: ignore[assignment]  # set on every non-error message
             if self._end_offset is not None and offset >= self._end_offset:
                 break
             raws.append(RawMessage(message.key(), message.value(), self.partition, offset))

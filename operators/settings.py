@@ -6,6 +6,7 @@ variable, before any Kafka client is built.
 """
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -76,8 +77,6 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Build settings from environment variables (``os.environ`` by default)."""
         if env is None:
-            import os
-
             env = os.environ
         defaults = cls()
         return cls(

@@ -47,7 +47,8 @@ class ShardUpdate(NamedTuple):
     counts: dict[WindowKey, int]
 
 
-class WindowCount(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class WindowCount:
     """The count of one key of one slice in one closed window."""
 
     window_start: int

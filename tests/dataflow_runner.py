@@ -90,7 +90,10 @@ class DataflowCluster:
         except subprocess.TimeoutExpired:
             self.stop()
             raise AssertionError(f"dataflow did not finish in {timeout}s:\n{self.tail()}") from None
-        return [Finished(p.returncode, log.read_text(errors="replace")) for p, log in zip(self.running, self.logs)]
+        return [
+            Finished(process.returncode, log.read_text(errors="replace"))
+            for process, log in zip(self.running, self.logs, strict=True)
+        ]
 
     def stop(self, sig: int = signal.SIGKILL) -> None:
         for process in self.running:

@@ -81,7 +81,9 @@ def assert_exact(out: dict[str, list], expected: Expected, inputs: dict[int, lis
     assert late == expected.late
 
 
-def test_skewed_partitions_match_batch_answer_in_every_layout(kafka_brokers: str, topic_factory, tmp_path: Path) -> None:
+def test_skewed_partitions_match_batch_answer_in_every_layout(
+    kafka_brokers: str, topic_factory, tmp_path: Path
+) -> None:
     input_topic = topic_factory(partitions=3)
     config = GeneratorConfig(count=30_300, users=300, partitions=3, skew=(100.0, 10.0, 1.0), span=3600.0,
                              bad_fraction=0.03, late_fraction=0.02, late_by=300.0, seed=11)

@@ -78,7 +78,9 @@ def build_flow(
         ShardCounter(settings.slices, settings.window_seconds, settings.shards_per_slice),
     )
     window_counts = op.stateful_batch(
-        "close_windows", shard_updates, partial(WindowShardLogic, settings.slices, settings.window_seconds)
+        "close_windows",
+        shard_updates,
+        partial(WindowShardLogic, settings.slices, settings.window_seconds, settings.shards_per_slice),
     )
     metric_records = op.map("encode_metrics", window_counts, encode_keyed_metric)
     op.output("write_login_metrics", metric_records, sinks.metrics)

@@ -66,7 +66,8 @@ def parse_value(value: bytes | None) -> LoginEvent | str:
     except jsonio.JSONDecodeError as exc:
         # orjson validates UTF-8 itself; telling the two apart only on this
         # error path keeps the happy path to a single pass over the bytes.
-        return "invalid_utf8" if "utf-8" in str(exc).lower() else "invalid_json"
+        # (A byte order mark is valid UTF-8 but not JSON: invalid_json.)
+        return "invalid_utf8" if "not valid UTF-8" in str(exc) else "invalid_json"
     if not isinstance(doc, dict):
         return "not_object"
 

@@ -137,9 +137,10 @@ def parse_slices(text: str) -> tuple[SliceSpec, ...]:
     if not specs:
         msg = "SLICES: at least one slice is required"
         raise ConfigError(msg)
-    names_seen = [spec.name for spec in specs]
-    if len(set(names_seen)) != len(names_seen):
-        msg = "SLICES: a slice is listed twice"
+    # `ip+user_id` counts exactly what `user_id+ip` counts.
+    field_sets = [frozenset(spec.fields) for spec in specs]
+    if len(set(field_sets)) != len(field_sets):
+        msg = "SLICES: the same combination of fields is listed twice"
         raise ConfigError(msg)
     return tuple(specs)
 

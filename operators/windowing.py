@@ -125,8 +125,9 @@ class ShardCounter:
 class ShardSnapshot(NamedTuple):
     """A shard's resumable state. Immutable once taken."""
 
-    slice_index: int
+    slice_name: str
     window_seconds: int
+    buckets: int
     partition_count: int
     watermarks: dict[int, float]
     closed_through: float
@@ -140,11 +141,13 @@ class WindowShard:
         self,
         slices: Sequence[SliceSpec],
         window_seconds: int,
+        buckets: int,
         snapshot: ShardSnapshot | None = None,
     ) -> None:
-        """Start empty, or resume from `snapshot` taken with the same settings."""
+        """Start empty, or resume from `snapshot` taken with compatible settings."""
         self.slices = slices
         self.window_seconds = window_seconds
+        self.buckets = buckets
         self.slice_index = -1
         self.partition_count = 0
         self.watermarks: dict[int, float] = {}
@@ -156,13 +159,21 @@ class WindowShard:
             self._restore(snapshot)
 
     def _restore(self, snapshot: ShardSnapshot) -> None:
-        if snapshot.window_seconds != self.window_seconds:
-            msg = (
-                f"WINDOW_SECONDS: recovery state was written with {snapshot.window_seconds}, "
-                f"now {self.window_seconds}; use a new recovery directory to change it"
-            )
+        # Changing any of these under existing state would strand open windows
+        # in shards nobody routes to, or count one key in two shards.
+        for name, was, now in (
+            ("WINDOW_SECONDS", snapshot.window_seconds, self.window_seconds),
+            ("SHARDS_PER_SLICE", snapshot.buckets, self.buckets),
+        ):
+            if was != now:
+                msg = f"{name}: recovery state was written with {was}, now {now}; use a new recovery directory"
+                raise ValueError(msg)
+        names = [spec.name for spec in self.slices]
+        if snapshot.slice_name and snapshot.slice_name not in names:
+            msg = f"SLICES: recovery state holds slice {snapshot.slice_name!r}, which is no longer configured"
             raise ValueError(msg)
-        self.slice_index = snapshot.slice_index
+        # An empty name: the shard was snapshotted before its first update.
+        self.slice_index = names.index(snapshot.slice_name) if snapshot.slice_name else -1
         self.partition_count = snapshot.partition_count
         self.watermarks = dict(snapshot.watermarks)
         self.closed_through = snapshot.closed_through
@@ -220,8 +231,9 @@ class WindowShard:
     def snapshot(self) -> ShardSnapshot:
         """Copy the state; dict copies of flat dicts, far cheaper than deepcopy."""
         return ShardSnapshot(
-            self.slice_index,
+            self.slices[self.slice_index].name if self.slice_index >= 0 else "",
             self.window_seconds,
+            self.buckets,
             self.partition_count,
             dict(self.watermarks),
             self.closed_through,
@@ -236,10 +248,11 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, WindowCount, ShardSnapsho
         self,
         slices: Sequence[SliceSpec],
         window_seconds: int,
+        buckets: int,
         resume_state: ShardSnapshot | None,
     ) -> None:
         """Build or resume one shard; Bytewax passes `resume_state` last."""
-        self.shard = WindowShard(slices, window_seconds, resume_state)
+        self.shard = WindowShard(slices, window_seconds, buckets, resume_state)
         # Bytewax snapshots every stateful step each epoch, recovery or not;
         # reuse the last copy while nothing changed.
         self._snapshot: ShardSnapshot | None = resume_state

@@ -1,0 +1,156 @@
+"""Output, dead-letter and late records, byte for byte."""
+
+import json
+
+import pytest
+
+from operators.encoding import (
+    KafkaRecord,
+    encode_keyed_metric,
+    encode_late,
+    encode_metric,
+    encode_reject,
+    isoformat_utc,
+    source_headers,
+)
+from operators.events import RawMessage
+from operators.partition import LateEvent, Reject
+from operators.settings import SliceSpec
+from operators.windowing import WindowCount
+
+T0 = 1_709_251_200  # 2024-03-01T00:00:00Z
+
+USER_IP = SliceSpec(("user_id", "ip"), 2)
+
+
+@pytest.mark.parametrize(
+    ("epoch", "text"),
+    [
+        (0, "1970-01-01T00:00:00Z"),
+        (946_684_800, "2000-01-01T00:00:00Z"),
+        (T0, "2024-03-01T00:00:00Z"),
+        (T0 + 59, "2024-03-01T00:00:59Z"),
+        (T0 + 3600 * 23 + 60 * 59 + 59, "2024-03-01T23:59:59Z"),
+        (1_709_164_800, "2024-02-29T00:00:00Z"),
+        (4_102_444_740, "2099-12-31T23:59:00Z"),
+    ],
+)
+def test_isoformat_utc(epoch: int, text: str) -> None:
+    assert isoformat_utc(epoch) == text
+
+
+def test_metric_value_and_key_bytes() -> None:
+    record = encode_metric(WindowCount(T0, T0 + 60, USER_IP, ("u1", "10.0.0.1"), 3))
+    assert record == KafkaRecord(
+        b'["2024-03-01T00:00:00Z","user_id+ip","u1","10.0.0.1"]',
+        b'{"window_start":"2024-03-01T00:00:00Z","window_end":"2024-03-01T00:01:00Z",'
+        b'"slice":"user_id+ip","key":{"user_id":"u1","ip":"10.0.0.1"},"count":3}',
+        [],
+    )
+
+
+def test_metric_key_object_follows_slice_field_order() -> None:
+    spec = SliceSpec(("locale", "app_version", "device_type"), 1)
+    record = encode_metric(WindowCount(T0, T0 + 300, spec, ("TX", "2.3.0", "ios"), 1))
+    assert record.key == b'["2024-03-01T00:00:00Z","locale+app_version+device_type","TX","2.3.0","ios"]'
+    assert record.value == (
+        b'{"window_start":"2024-03-01T00:00:00Z","window_end":"2024-03-01T00:05:00Z",'
+        b'"slice":"locale+app_version+device_type","key":{"locale":"TX","app_version":"2.3.0","device_type":"ios"},'
+        b'"count":1}'
+    )
+
+
+def test_metric_with_single_field_slice() -> None:
+    record = encode_metric(WindowCount(T0, T0 + 60, SliceSpec(("user_id",), 1), ("u1",), 12))
+    assert record.key == b'["2024-03-01T00:00:00Z","user_id","u1"]'
+    assert json.loads(record.value) == {
+        "window_start": "2024-03-01T00:00:00Z",
+        "window_end": "2024-03-01T00:01:00Z",
+        "slice": "user_id",
+        "key": {"user_id": "u1"},
+        "count": 12,
+    }
+
+
+def test_metric_escapes_and_keeps_unicode_as_utf8() -> None:
+    record = encode_metric(WindowCount(T0, T0 + 60, USER_IP, ('qu"o\\te', "用户"), 2))
+    assert record.key == '["2024-03-01T00:00:00Z","user_id+ip","qu\\"o\\\\te","用户"]'.encode()
+    assert json.loads(record.value)["key"] == {"user_id": 'qu"o\\te', "ip": "用户"}
+
+
+def test_metric_encoding_is_deterministic() -> None:
+    def make() -> WindowCount:
+        return WindowCount(T0, T0 + 60, SliceSpec(("user_id", "ip"), 2), ("u1", "10.0.0.1"), 3)
+
+    first, second = encode_metric(make()), encode_metric(make())
+    assert (first.key, first.value, first.headers) == (second.key, second.value, second.headers)
+
+
+def test_keyed_metric_ignores_the_shard_key() -> None:
+    window_count = WindowCount(T0, T0 + 60, USER_IP, ("u1", "10.0.0.1"), 3)
+    assert encode_keyed_metric(("user_id+ip#3", window_count)) == encode_metric(window_count)
+
+
+def test_source_headers() -> None:
+    assert source_headers("user-login", 3, 12345) == [
+        ("source_topic", b"user-login"),
+        ("source_partition", b"3"),
+        ("source_offset", b"12345"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (b"k1", b"{not json"),
+        (None, None),
+        (b"k", b""),
+        (b"\xff\xfe", b'{"user_id": "\xff"}'),
+        (None, b'{"user_id": "u1", "timestamp": true}'),
+    ],
+)
+def test_reject_keeps_key_and_value_bytes_unchanged(key: bytes | None, value: bytes | None) -> None:
+    record = encode_reject(Reject(RawMessage(key, value, 2, 77), "some_reason"), "user-login")
+    assert record.key is key
+    assert record.value is value
+
+
+def test_reject_headers() -> None:
+    record = encode_reject(Reject(RawMessage(b"k", None, 4, 9001), "tombstone"), "in-topic")
+    assert record == KafkaRecord(
+        b"k",
+        None,
+        [
+            ("error", b"tombstone"),
+            ("source_topic", b"in-topic"),
+            ("source_partition", b"4"),
+            ("source_offset", b"9001"),
+        ],
+    )
+
+
+def test_reject_reason_with_field_name() -> None:
+    record = encode_reject(Reject(RawMessage(None, b"{}", 0, 0), "missing_field:user_id"), "user-login")
+    assert dict(record.headers)["error"] == b"missing_field:user_id"
+
+
+def test_late_record() -> None:
+    value = b'{"user_id": "u1", "timestamp": 1709251230}'
+    record = encode_late(LateEvent(RawMessage(b"key", value, 1, 42), T0), "user-login")
+    assert record == KafkaRecord(
+        b"key",
+        value,
+        [
+            ("window_start", b"2024-03-01T00:00:00Z"),
+            ("source_topic", b"user-login"),
+            ("source_partition", b"1"),
+            ("source_offset", b"42"),
+        ],
+    )
+    assert record.value is value
+
+
+def test_late_record_keeps_none_key() -> None:
+    record = encode_late(LateEvent(RawMessage(None, b"v", 0, 0), T0 + 60), "t")
+    assert record.key is None
+    assert dict(record.headers)["window_start"] == b"2024-03-01T00:01:00Z"

@@ -1,0 +1,254 @@
+"""The input contract of `operators.events`, one rule per case."""
+
+import json
+import math
+
+import pytest
+
+from operators.events import MAX_EVENT_TIME, MIN_EVENT_TIME, UNKNOWN, LoginEvent, parse_event_time, parse_value
+
+T = 1_694_479_551  # 2023-09-12, comfortably inside the accepted range
+
+OPTIONAL = ["app_version", "device_type", "ip", "locale", "device_id"]
+
+
+def doc(**fields: object) -> bytes:
+    """A valid message with `fields` overriding or (as `...`) removing defaults."""
+    base: dict[str, object] = {"user_id": "u1", "timestamp": T}
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+def test_full_event_keeps_every_field_value() -> None:
+    value = doc(app_version="2.3.0", device_type="android", ip="10.0.0.1", locale="TX", device_id="d1")
+    assert parse_value(value) == LoginEvent(float(T), "u1", "2.3.0", "android", "10.0.0.1", "TX", "d1")
+
+
+def test_minimal_event_defaults_every_optional_field_to_unknown() -> None:
+    assert parse_value(doc()) == LoginEvent(float(T), "u1", *[UNKNOWN] * 5)
+    assert UNKNOWN == "unknown"
+
+
+def test_event_time_is_a_float() -> None:
+    event = parse_value(doc())
+    assert isinstance(event, LoginEvent)
+    assert type(event.event_time) is float
+
+
+def test_unknown_fields_are_ignored() -> None:
+    value = doc(extra="x", nested={"a": [1, 2]}, number=3, flag=True, nothing=None)
+    assert parse_value(value) == parse_value(doc())
+
+
+def test_non_ascii_strings_are_kept() -> None:
+    event = parse_value(doc(user_id="ümlaut-用户", locale="ar-EG"))
+    assert isinstance(event, LoginEvent)
+    assert (event.user_id, event.locale) == ("ümlaut-用户", "ar-EG")
+
+
+def test_byte_order_mark_is_not_reported_as_invalid_utf8() -> None:
+    # b"\xef\xbb\xbf" is U+FEFF, well-formed UTF-8 but not JSON; orjson's message
+    # mentions "UTF-8", which must not be taken for an encoding error.
+    value = b"\xef\xbb\xbf" + doc()
+    value.decode("utf-8")
+    assert parse_value(value) == "invalid_json"
+
+
+def test_whitespace_around_the_document_is_allowed() -> None:
+    assert parse_value(b"  \n" + doc() + b"\t ") == parse_value(doc())
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "tombstone"),
+        (b"", "empty_value"),
+        (b"{not json", "invalid_json"),
+        (b'{"user_id": "u1", "timestamp": 1694479551', "invalid_json"),
+        (b"   ", "invalid_json"),
+        (b'{"user_id": "u1", "timestamp": NaN}', "invalid_json"),
+        (b'{"user_id": "\xff"}', "invalid_utf8"),
+        (b"\xff", "invalid_utf8"),
+        (b'{"user_id": "u1", "timestamp": 1694479551}\xc3\x28', "invalid_utf8"),
+        (b"[1]", "not_object"),
+        (b'[{"user_id": "u1", "timestamp": 1694479551}]', "not_object"),
+        (b'"text"', "not_object"),
+        (b"42", "not_object"),
+        (b"1.5", "not_object"),
+        (b"true", "not_object"),
+        (b"null", "not_object"),
+    ],
+)
+def test_message_must_be_a_utf8_json_object(value: bytes | None, reason: str) -> None:
+    assert parse_value(value) == reason
+
+
+@pytest.mark.parametrize(
+    ("user_id", "reason"),
+    [
+        (..., "missing_field:user_id"),
+        (None, "missing_field:user_id"),
+        (7, "bad_type:user_id"),
+        (1.5, "bad_type:user_id"),
+        (True, "bad_type:user_id"),
+        ({"id": "u1"}, "bad_type:user_id"),
+        (["u1"], "bad_type:user_id"),
+        ("", "empty_field:user_id"),
+    ],
+)
+def test_user_id_must_be_a_non_empty_string(user_id: object, reason: str) -> None:
+    assert parse_value(doc(user_id=user_id)) == reason
+
+
+def test_user_id_is_checked_before_timestamp() -> None:
+    assert parse_value(doc(user_id=..., timestamp=...)) == "missing_field:user_id"
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "event_time"),
+    [
+        (T, float(T)),
+        (T + 0.5, T + 0.5),
+        (str(T), float(T)),
+        (f"{T}.5", T + 0.5),
+        (f"{T}.000", float(T)),
+        (f"000{T}", float(T)),
+    ],
+)
+def test_timestamp_accepts_numbers_and_digit_strings(timestamp: object, event_time: float) -> None:
+    event = parse_value(doc(timestamp=timestamp))
+    assert isinstance(event, LoginEvent)
+    assert event.event_time == event_time
+
+
+def test_timestamp_json_number_in_exponent_form_is_accepted() -> None:
+    # Only strings are held to plain digits; a JSON number may use any JSON syntax.
+    event = parse_value(b'{"user_id": "u1", "timestamp": 1.694479551e9}')
+    assert isinstance(event, LoginEvent)
+    assert event.event_time == float(T)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "reason"),
+    [
+        (..., "missing_field:timestamp"),
+        (None, "missing_field:timestamp"),
+        (True, "bad_type:timestamp"),
+        (False, "bad_type:timestamp"),
+        ({"seconds": T}, "bad_type:timestamp"),
+        ([T], "bad_type:timestamp"),
+        ("1.2e9", "bad_format:timestamp"),
+        (" 123", "bad_format:timestamp"),
+        (f"{T} ", "bad_format:timestamp"),
+        ("-5", "bad_format:timestamp"),
+        ("+1694479551", "bad_format:timestamp"),
+        ("١٢٣", "bad_format:timestamp"),  # Arabic-Indic digits: isdigit() is True, float() would parse them
+        ("１６９４４７９５５１", "bad_format:timestamp"),  # fullwidth digits, same trap
+        ("", "bad_format:timestamp"),
+        (f"{T}.", "bad_format:timestamp"),
+        (".5", "bad_format:timestamp"),
+        ("1_694_479_551", "bad_format:timestamp"),
+        ("nan", "bad_format:timestamp"),
+        ("inf", "bad_format:timestamp"),
+        ("2023-09-12T00:00:00Z", "bad_format:timestamp"),
+    ],
+)
+def test_timestamp_rejects(timestamp: object, reason: str) -> None:
+    assert parse_value(doc(timestamp=timestamp)) == reason
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "accepted"),
+    [
+        (946_684_800, True),  # 2000-01-01T00:00:00Z, the first accepted instant
+        (946_684_800.0, True),
+        ("946684800", True),
+        (946_684_799.999, False),
+        ("946684799.999", False),
+        (946_684_799, False),
+        (4_102_444_799.5, True),  # the last half second before 2100-01-01
+        ("4102444799.5", True),
+        (4_102_444_799, True),
+        (4_102_444_800, False),  # 2100-01-01T00:00:00Z is excluded
+        (4_102_444_800.0, False),
+        ("4102444800", False),
+        (0, False),
+        (-1, False),
+        (-(10**30), False),
+        (10**30, False),
+        (2**64, False),
+    ],
+)
+def test_timestamp_range_is_2000_inclusive_to_2100_exclusive(timestamp: float | str, accepted: bool) -> None:
+    result = parse_value(doc(timestamp=timestamp))
+    if accepted:
+        assert isinstance(result, LoginEvent)
+        assert result.event_time == float(timestamp)
+    else:
+        assert result == "timestamp_out_of_range"
+
+
+def test_range_constants_are_the_documented_instants() -> None:
+    assert (MIN_EVENT_TIME, MAX_EVENT_TIME) == (946_684_800.0, 4_102_444_800.0)
+
+
+def test_huge_digit_string_is_out_of_range_not_a_crash() -> None:
+    assert parse_value(doc(timestamp="9" * 400)) == "timestamp_out_of_range"
+
+
+@pytest.mark.parametrize(
+    ("raw", "result"),
+    [
+        (None, "missing_field:timestamp"),
+        (True, "bad_type:timestamp"),
+        (T, float(T)),
+        (T + 0.25, T + 0.25),
+        (f"{T}.25", T + 0.25),
+        ("1.2e9", "bad_format:timestamp"),
+        (10**30, "timestamp_out_of_range"),
+        (-(10**30), "timestamp_out_of_range"),
+        (math.inf, "timestamp_out_of_range"),
+        (-math.inf, "timestamp_out_of_range"),
+        (math.nan, "timestamp_out_of_range"),
+        (b"1694479551", "bad_type:timestamp"),
+        ((T,), "bad_type:timestamp"),
+    ],
+)
+def test_parse_event_time(raw: object, result: float | str) -> None:
+    assert parse_event_time(raw) == result
+
+
+def test_parse_event_time_returns_float_for_int() -> None:
+    assert type(parse_event_time(T)) is float
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+@pytest.mark.parametrize("raw", [..., None, ""])
+def test_optional_field_absent_null_or_empty_is_unknown(name: str, raw: object) -> None:
+    event = parse_value(doc(**{name: raw}))
+    assert isinstance(event, LoginEvent)
+    assert getattr(event, name) == "unknown"
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+def test_optional_field_string_is_kept_verbatim(name: str) -> None:
+    event = parse_value(doc(**{name: " value with spaces "}))
+    assert isinstance(event, LoginEvent)
+    assert getattr(event, name) == " value with spaces "
+    others = {field: getattr(event, field) for field in OPTIONAL if field != name}
+    assert set(others.values()) == {"unknown"}
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+@pytest.mark.parametrize("raw", [0, 7, 1.5, True, False, {"a": "b"}, [], ["x"]])
+def test_optional_field_of_another_type_is_rejected(name: str, raw: object) -> None:
+    assert parse_value(doc(**{name: raw})) == f"bad_type:{name}"
+
+
+def test_first_bad_optional_field_in_contract_order_is_reported() -> None:
+    assert parse_value(doc(device_id=1, app_version=2)) == "bad_type:app_version"
+
+
+def test_timestamp_is_checked_before_optional_fields() -> None:
+    assert parse_value(doc(ip=1, timestamp="x")) == "bad_format:timestamp"
+

@@ -1,0 +1,419 @@
+"""Shard routing and window closing, without Bytewax running."""
+
+import copy
+import logging
+import math
+import zlib
+
+import pytest
+
+from operators.events import LoginEvent
+from operators.partition import PartitionBatch
+from operators.settings import SliceSpec
+from operators.windowing import (
+    ShardCounter,
+    ShardSnapshot,
+    ShardUpdate,
+    WindowCount,
+    WindowShard,
+    WindowShardLogic,
+    bucket_of,
+    key_getter,
+    shard_key,
+)
+
+T0 = 1_709_251_200  # 2024-03-01T00:00:00Z, a window boundary for 60 s windows
+BUCKETS = 4
+
+BY_USER = SliceSpec(("user_id",), 1)
+BY_APP_DEVICE = SliceSpec(("app_version", "device_type"), 1)
+BY_USER_MIN2 = SliceSpec(("user_id",), 2)
+
+
+def event(t: float, user: str = "u1", app: str = "2.3.0", device_type: str = "android", ip: str = "10.0.0.1",
+          locale: str = "TX", device_id: str = "d1") -> LoginEvent:
+    return LoginEvent(float(t), user, app, device_type, ip, locale, device_id)
+
+
+def batch(*events: LoginEvent, partition: int = 0, partition_count: int = 2, watermark: float = -math.inf,
+          finished: bool = False, progressed: bool = True) -> PartitionBatch:
+    return PartitionBatch(partition, partition_count, list(events), [], [], watermark, finished, progressed)
+
+
+def update(partition: int, watermark: float, counts: dict | None = None, *, partition_count: int = 2,
+           finished: bool = False, slice_index: int = 0) -> ShardUpdate:
+    return ShardUpdate(slice_index, partition, partition_count, watermark, finished, counts or {})
+
+
+def count(start: int, user: str, n: int, spec: SliceSpec = BY_USER) -> WindowCount:
+    return WindowCount(start, start + 60, spec, (user,), n)
+
+
+# --- routing -----------------------------------------------------------------
+
+
+def test_shard_key_names_slice_and_bucket() -> None:
+    assert shard_key(BY_APP_DEVICE, 3) == "app_version+device_type#3"
+
+
+def test_key_getter_returns_tuples_in_slice_field_order() -> None:
+    e = event(T0, user="u", app="a", device_type="dt", ip="i", locale="l", device_id="d")
+    assert key_getter(SliceSpec(("user_id",), 1))(e) == ("u",)
+    assert key_getter(SliceSpec(("device_id", "user_id"), 1))(e) == ("d", "u")
+    assert key_getter(SliceSpec(("app_version", "device_type", "ip", "locale"), 1))(e) == ("a", "dt", "i", "l")
+
+
+def test_bucket_of_is_a_fixed_crc32_not_the_salted_hash() -> None:
+    assert bucket_of(("u1",), 4) == 2
+    assert bucket_of(("u2",), 4) == 0
+    assert bucket_of(("u1", "d1"), 4) == 2
+    assert bucket_of(("u1",), 2**32) == 1_112_514_422 == zlib.crc32(b"u1")
+    assert bucket_of(("u1", "d1"), 2**32) == zlib.crc32(b"u1\x1fd1")
+
+
+def test_bucket_of_is_within_range_and_single_bucket_is_zero() -> None:
+    keys = [(f"user{i}", f"dev{i % 7}") for i in range(200)]
+    assert {bucket_of(k, 1) for k in keys} == {0}
+    assert {bucket_of(k, 8) for k in keys} == set(range(8))
+
+
+def test_counter_gives_every_shard_a_progressed_watermark_even_with_no_counts() -> None:
+    counter = ShardCounter((BY_USER, BY_APP_DEVICE), 60, 3)
+    updates = counter(batch(partition=1, partition_count=4, watermark=T0 + 5.5, finished=True))
+    assert [key for key, _ in updates] == [
+        "user_id#0", "user_id#1", "user_id#2",
+        "app_version+device_type#0", "app_version+device_type#1", "app_version+device_type#2",
+    ]
+    assert [u for _, u in updates] == [ShardUpdate(0, 1, 4, T0 + 5.5, True, {})] * 3 + [
+        ShardUpdate(1, 1, 4, T0 + 5.5, True, {})
+    ] * 3
+
+
+def test_counter_sends_nothing_for_a_batch_without_counts_or_progress() -> None:
+    counter = ShardCounter((BY_USER, BY_APP_DEVICE), 60, 3)
+    assert counter(batch(watermark=T0 + 5, progressed=False)) == []
+
+
+def test_counter_without_progress_sends_only_to_shards_with_counts() -> None:
+    counter = ShardCounter((BY_USER,), 60, 4)
+    updates = counter(batch(event(T0 + 1, user="u1"), event(T0 + 2, user="u1"), watermark=T0 + 5, progressed=False))
+    assert updates == [("user_id#2", ShardUpdate(0, 0, 2, T0 + 5, False, {(T0, ("u1",)): 2}))]
+
+
+def test_counter_aggregates_per_window_and_key() -> None:
+    counter = ShardCounter((BY_USER,), 60, 1)
+    events = [event(T0 + 1), event(T0 + 59.9), event(T0 + 60), event(T0 + 2, user="u2"), event(T0 + 3)]
+    ((key, shard_update),) = counter(batch(*events, watermark=T0 + 50))
+    assert key == "user_id#0"
+    assert shard_update.counts == {(T0, ("u1",)): 3, (T0 + 60, ("u1",)): 1, (T0, ("u2",)): 1}
+    assert shard_update.watermark == T0 + 50
+
+
+def test_counter_routes_each_key_to_exactly_one_bucket() -> None:
+    counter = ShardCounter((BY_USER, BY_APP_DEVICE), 60, 4)
+    users = [f"user{i}" for i in range(40)]
+    events = [event(T0 + i % 120, user=user, app=f"v{i % 3}") for i, user in enumerate(users * 2)]
+    updates = counter(batch(*events))
+    seen: dict[tuple[int, tuple], list[str]] = {}
+    for key, shard_update in updates:
+        for (_, values) in shard_update.counts:
+            seen.setdefault((shard_update.slice_index, values), []).append(key)
+    for (slice_index, values), keys in seen.items():
+        spec = (BY_USER, BY_APP_DEVICE)[slice_index]
+        assert set(keys) == {shard_key(spec, bucket_of(values, 4))}
+    assert {values for (index, values) in seen if index == 0} == {(user,) for user in users}
+    total = sum(n for key, u in updates if key.startswith("user_id#") for n in u.counts.values())
+    assert total == len(events)
+
+
+def test_counter_routes_a_key_to_the_same_bucket_in_every_batch() -> None:
+    counter = ShardCounter((BY_USER,), 60, 8)
+    first = {key for key, u in counter(batch(event(T0, user="alice"), event(T0, user="bob"))) if u.counts}
+    again = {key for key, u in counter(batch(event(T0 + 600, user="bob"), event(T0 + 7, user="alice"))) if u.counts}
+    assert first == again == {shard_key(BY_USER, bucket_of(("alice",), 8)), shard_key(BY_USER, bucket_of(("bob",), 8))}
+
+
+# --- closing windows ---------------------------------------------------------
+
+
+def test_nothing_closes_until_every_partition_has_reported() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    assert shard.apply([update(0, T0 + 500, {(T0, ("u1",)): 2}, partition_count=3)]) == []
+    assert shard.apply([update(1, T0 + 500, partition_count=3)]) == []
+    assert shard.watermark() == -math.inf
+    assert shard.apply([update(2, T0 + 60, partition_count=3)]) == [count(T0, "u1", 2)]
+
+
+def test_partition_that_has_seen_no_event_holds_windows_open() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 500, {(T0, ("u1",)): 1})])
+    assert shard.apply([update(1, -math.inf)]) == []
+    assert shard.watermark() == -math.inf
+
+
+def test_window_closes_exactly_when_min_watermark_reaches_its_end() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 10, {(T0, ("u1",)): 1}), update(1, T0 + 10)])
+    assert shard.apply([update(0, T0 + 59.9), update(1, T0 + 59.9)]) == []
+    assert shard.apply([update(0, T0 + 60)]) == []  # partition 1 still at T0+59.9
+    assert shard.apply([update(1, T0 + 60)]) == [count(T0, "u1", 1)]
+
+
+def test_watermark_is_the_minimum_over_partitions() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 300), update(1, T0 + 45)])
+    assert shard.watermark() == T0 + 45
+
+
+def test_fast_partition_does_not_close_windows_a_slow_one_still_fills() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    fast = [update(0, T0 + 60 * i, {(T0 + 60 * i, ("fast",)): 1}) for i in range(60)]
+    assert shard.apply(fast) == []
+    assert shard.apply([update(1, T0 + 6, {(T0, ("slow",)): 2})]) == []
+    # The slow partition passes T0+120: only the first two windows close.
+    assert shard.apply([update(1, T0 + 120, {(T0 + 60, ("slow",)): 1})]) == [
+        count(T0, "fast", 1),
+        count(T0, "slow", 2),
+        count(T0 + 60, "fast", 1),
+        count(T0 + 60, "slow", 1),
+    ]
+
+
+def test_finished_partition_counts_as_infinitely_far_ahead() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 5, {(T0, ("a",)): 1, (T0 + 600, ("a",)): 1}, finished=True)])
+    assert shard.watermarks == {0: math.inf}
+    assert shard.apply([update(1, T0 + 60)]) == [count(T0, "a", 1)]
+    assert shard.apply([update(1, T0 + 30, finished=True)]) == [count(T0 + 600, "a", 1)]
+    assert shard.watermark() == math.inf
+
+
+def test_partition_watermark_never_moves_back() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 100), update(0, T0 + 50), update(1, T0 + 70)])
+    assert shard.watermarks == {0: T0 + 100, 1: T0 + 70}
+
+
+def test_closed_windows_come_out_in_window_then_key_order() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    counts = {(T0 + 60, ("b",)): 1, (T0, ("c",)): 1, (T0 + 60, ("a",)): 4, (T0, ("a",)): 2}
+    emitted = shard.apply([update(0, T0 + 120, counts), update(1, T0 + 500)])
+    assert emitted == [count(T0, "a", 2), count(T0, "c", 1), count(T0 + 60, "a", 4), count(T0 + 60, "b", 1)]
+
+
+def test_counts_from_several_partitions_and_updates_add_up() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 10, {(T0, ("u1",)): 2}), update(1, T0 + 10, {(T0, ("u1",)): 3})])
+    shard.apply([update(0, T0 + 20, {(T0, ("u1",)): 1})])
+    assert shard.apply([update(0, T0 + 60), update(1, T0 + 60)]) == [count(T0, "u1", 6)]
+
+
+def test_min_count_filters_small_counts() -> None:
+    shard = WindowShard([BY_USER, BY_USER_MIN2], 60, BUCKETS)
+    counts = {(T0, ("once",)): 1, (T0, ("twice",)): 2, (T0, ("thrice",)): 3}
+    emitted = shard.apply([update(0, T0 + 60, counts, slice_index=1), update(1, T0 + 60, slice_index=1)])
+    assert emitted == [count(T0, "thrice", 3, BY_USER_MIN2), count(T0, "twice", 2, BY_USER_MIN2)]
+    assert shard.windows == {}
+
+
+def test_each_window_is_emitted_once() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    first = shard.apply([update(0, T0 + 60, {(T0, ("u1",)): 1}), update(1, T0 + 60)])
+    assert first == [count(T0, "u1", 1)]
+    assert shard.apply([update(0, T0 + 60), update(1, T0 + 60)]) == []
+    assert shard.apply([update(0, T0 + 90), update(1, T0 + 119)]) == []
+    assert shard.apply([update(0, T0 + 180, finished=True), update(1, T0 + 200, finished=True)]) == []
+
+
+def test_count_for_an_emitted_window_is_not_emitted_again_and_is_misrouted(caplog: pytest.LogCaptureFixture) -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 60, {(T0, ("u1",)): 1}), update(1, T0 + 65)])
+    with caplog.at_level(logging.ERROR, logger="operators.windowing"):
+        assert shard.apply([update(1, T0 + 70, {(T0, ("u1",)): 4, (T0 + 60, ("u1",)): 1})]) == []
+    assert shard.misrouted == 4
+    assert T0 not in shard.windows
+    assert shard.apply([update(0, T0 + 120), update(1, T0 + 120)]) == [count(T0 + 60, "u1", 1)]
+    assert [record.levelno for record in caplog.records] == [logging.ERROR]
+    assert "count for an emitted window" in caplog.records[0].getMessage()
+
+
+def test_count_for_empty_window_already_passed_is_misrouted() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 120), update(1, T0 + 120)])
+    assert shard.apply([update(0, T0 + 130, {(T0 + 60, ("u1",)): 2})]) == []
+    assert shard.misrouted == 2
+    assert shard.windows == {}
+
+
+def test_window_ending_after_the_closed_watermark_still_accepts_counts() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    # The minimum watermark T0+65 closed [T0, T0+60) but not [T0+60, T0+120).
+    shard.apply([update(0, T0 + 65), update(1, T0 + 65)])
+    shard.apply([update(0, T0 + 70, {(T0 + 60, ("u1",)): 2})])
+    assert shard.misrouted == 0
+    assert shard.apply([update(0, T0 + 120), update(1, T0 + 120)]) == [count(T0 + 60, "u1", 2)]
+
+
+def test_empty_apply_emits_nothing() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    assert shard.apply([]) == []
+
+
+# --- snapshot and restore ----------------------------------------------------
+
+
+def _history() -> list[list[ShardUpdate]]:
+    return [
+        [update(0, T0 + 20, {(T0, ("a",)): 2, (T0 + 60, ("b",)): 1})],
+        [update(1, T0 + 65, {(T0, ("b",)): 1})],
+        [update(0, T0 + 130, {(T0 + 120, ("a",)): 3})],
+        [update(1, T0 + 100, {(T0 + 60, ("a",)): 1, (T0 + 120, ("a",)): 1})],
+        [update(1, T0 + 200, {(T0 + 180, ("c",)): 1}), update(0, T0 + 200)],
+        [update(0, T0 + 250, finished=True), update(1, T0 + 250, finished=True)],
+    ]
+
+
+@pytest.mark.parametrize("split", range(6))
+def test_restored_shard_continues_with_identical_output(split: int) -> None:
+    history = _history()
+    original = WindowShard([BY_USER], 60, BUCKETS)
+    for updates in history[:split]:
+        original.apply(updates)
+    snapshot = original.snapshot()
+    restored = WindowShard([BY_USER], 60, BUCKETS, snapshot)
+    assert restored.snapshot() == snapshot
+    for updates in history[split:]:
+        assert restored.apply(updates) == original.apply(updates)
+        assert restored.snapshot() == original.snapshot()
+
+
+def test_uninterrupted_history_emits_every_count_once() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    emitted = [c for updates in _history() for c in shard.apply(updates)]
+    assert emitted == [
+        count(T0, "a", 2),
+        count(T0, "b", 1),
+        count(T0 + 60, "a", 1),
+        count(T0 + 60, "b", 1),
+        count(T0 + 120, "a", 4),
+        count(T0 + 180, "c", 1),
+    ]
+
+
+def test_snapshot_contents() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 70, {(T0, ("a",)): 2, (T0 + 60, ("b",)): 1}, slice_index=0),
+                 update(1, T0 + 61)])
+    assert shard.snapshot() == ShardSnapshot("user_id", 60, BUCKETS, 2, {0: T0 + 70, 1: T0 + 61}, T0 + 61, {T0 + 60: {("b",): 1}})
+
+
+def test_snapshot_is_independent_of_later_mutation() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1, (T0 + 60, ("a",)): 1}), update(1, T0 + 5)])
+    snapshot = shard.snapshot()
+    frozen = copy.deepcopy(snapshot)
+    shard.apply([update(0, T0 + 30, {(T0, ("a",)): 5, (T0, ("new",)): 1, (T0 + 240, ("b",)): 1})])
+    shard.apply([update(1, T0 + 61), update(2, T0 + 61, partition_count=3)])
+    assert snapshot == frozen
+
+
+def test_restored_shard_does_not_mutate_the_snapshot() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1}), update(1, T0 + 5)])
+    snapshot = shard.snapshot()
+    frozen = copy.deepcopy(snapshot)
+    restored = WindowShard([BY_USER], 60, BUCKETS, snapshot)
+    restored.apply([update(0, T0 + 30, {(T0, ("a",)): 5, (T0 + 60, ("b",)): 1}), update(1, T0 + 120)])
+    assert snapshot == frozen
+
+
+def test_restoring_with_another_window_length_is_refused() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1})])
+    with pytest.raises(ValueError, match="WINDOW_SECONDS") as caught:
+        WindowShard([BY_USER], 300, BUCKETS, shard.snapshot())
+    assert "60" in str(caught.value) and "300" in str(caught.value)
+
+
+def test_logic_reuses_the_snapshot_until_a_batch_changes_the_state() -> None:
+    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None)
+    first = logic.snapshot()
+    assert logic.snapshot() is first
+    emitted, retain = logic.on_batch([update(0, T0 + 10, {(T0, ("a",)): 1})])
+    assert (emitted, retain) == ([], False)
+    second = logic.snapshot()
+    assert second is not first
+    assert second != first
+    assert logic.snapshot() is second
+    assert logic.on_eof() == ([], False)
+    assert logic.snapshot() is second
+
+
+def test_logic_returns_the_resume_state_until_changed() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1})])
+    resume = shard.snapshot()
+    logic = WindowShardLogic([BY_USER], 60, BUCKETS, resume)
+    assert logic.snapshot() is resume
+    assert logic.on_batch([update(0, T0 + 60), update(1, T0 + 60)]) == ([count(T0, "a", 1)], False)
+    assert logic.snapshot() is not resume
+    assert logic.snapshot().windows == {}
+
+
+def test_logic_on_eof_with_open_windows_warns_and_emits_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None)
+    logic.on_batch([update(0, T0 + 10, {(T0, ("a",)): 1})])
+    with caplog.at_level(logging.WARNING, logger="operators.windowing"):
+        assert logic.on_eof() == ([], False)
+    assert "open_windows=1" in caplog.text
+
+
+# --- counter and shards together ---------------------------------------------
+
+
+def test_counter_into_shards_matches_a_direct_count() -> None:
+    slices = (BY_USER, BY_APP_DEVICE)
+    counter = ShardCounter(slices, 60, 4)
+    shards: dict[str, WindowShard] = {}
+    emitted: list[WindowCount] = []
+    batches = [
+        batch(event(T0 + 1, user="a"), event(T0 + 2, user="b", app="1.0"), partition=0, watermark=T0 - 8),
+        batch(event(T0 + 30, user="a"), partition=1, watermark=T0 + 20),
+        batch(event(T0 + 61, user="c", device_type="ios"), partition=0, watermark=T0 + 51, finished=True),
+        batch(event(T0 + 59, user="a"), partition=1, watermark=T0 + 49, finished=True),
+    ]
+    for b in batches:
+        for key, shard_update in counter(b):
+            emitted += shards.setdefault(key, WindowShard(slices, 60, BUCKETS)).apply([shard_update])
+    got = sorted((c.window_start, c.slice.name, c.values, c.count) for c in emitted)
+    assert got == [
+        (T0, "app_version+device_type", ("1.0", "android"), 1),
+        (T0, "app_version+device_type", ("2.3.0", "android"), 3),
+        (T0, "user_id", ("a",), 3),
+        (T0, "user_id", ("b",), 1),
+        (T0 + 60, "app_version+device_type", ("2.3.0", "ios"), 1),
+        (T0 + 60, "user_id", ("c",), 1),
+    ]
+    assert sum(shard.misrouted for shard in shards.values()) == 0
+
+
+def test_restoring_with_another_shard_count_is_refused() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0, {(T0, ("a",)): 1})])
+    with pytest.raises(ValueError, match="SHARDS_PER_SLICE"):
+        WindowShard([BY_USER], 60, BUCKETS + 1, shard.snapshot())
+
+
+def test_restoring_a_slice_no_longer_configured_is_refused() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0, {(T0, ("a",)): 1})])
+    with pytest.raises(ValueError, match="SLICES"):
+        WindowShard([BY_APP_DEVICE], 60, BUCKETS, shard.snapshot())
+
+
+def test_restoring_finds_the_slice_by_name_when_slices_are_reordered() -> None:
+    shard = WindowShard([BY_USER, BY_APP_DEVICE], 60, BUCKETS)
+    shard.apply([update(0, T0, {(T0, ("a",)): 1}, slice_index=0)])
+    restored = WindowShard([BY_APP_DEVICE, BY_USER], 60, BUCKETS, shard.snapshot())
+    emitted = restored.apply([update(0, T0 + 70, slice_index=1), update(1, T0 + 70, slice_index=1)])
+    assert [(c.slice.name, c.values, c.count) for c in emitted] == [("user_id", ("a",), 1)]

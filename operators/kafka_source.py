@@ -25,8 +25,10 @@ logger = logging.getLogger(__name__)
 
 METADATA_TIMEOUT_S = 30.0
 IDLE_POLL = timedelta(milliseconds=20)
-# How often a caught-up partition reports wall-clock progress, in seconds.
+# How often a caught-up partition confirms it is at the head and reports
+# wall-clock progress, in seconds; and how long that check may block.
 IDLE_PROGRESS_INTERVAL_S = 0.25
+HEAD_CHECK_TIMEOUT_S = 1.0
 
 
 # Errors a retry cannot fix; anything else librdkafka keeps retrying itself.
@@ -187,13 +189,34 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             return self._finish(raws)
 
         self._idle = self._caught_up and not raws
-        if self._idle:
-            now = time.time()
-            if now - self._last_idle_report >= IDLE_PROGRESS_INTERVAL_S:
-                self._last_idle_report = now
-                self._tracker.advance_idle(now)
+        if self._idle and time.monotonic() - self._last_idle_report >= IDLE_PROGRESS_INTERVAL_S:
+            self._last_idle_report = time.monotonic()
+            confirmed_at = self._confirm_head()
+            if confirmed_at is not None:
+                self._tracker.advance_idle(confirmed_at)
         batch = self._tracker.track(raws)
         return [batch] if raws or batch.progressed else []
+
+    def _confirm_head(self) -> float | None:
+        """Wall time at which the broker confirmed nothing lies past our offset.
+
+        An EOF seen earlier is not enough: during a broker outage no new EOF
+        or message arrives either, and advancing with wall time then would
+        turn everything produced meanwhile late. Only a fresh answer counts.
+        """
+        asked_at = time.time()
+        try:
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.settings.input_topic, self.partition),
+                timeout=HEAD_CHECK_TIMEOUT_S,
+                cached=False,
+            )
+        except KafkaException as exc:
+            logger.warning("cannot confirm partition head %s", kv(partition=self.partition, reason=exc))
+            return None
+        if high > self._next_offset:
+            return None
+        return asked_at
 
     def _finish(self, raws: list[RawMessage]) -> list[PartitionBatch]:
         self._finished = True

@@ -1,0 +1,122 @@
+"""The local broker and the test harness themselves: round trips, restarts, status codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from tests.kafka_harness import (
+    KAFKA_SCRIPT,
+    LocalBroker,
+    OutMessage,
+    Record,
+    TopicFactory,
+    consume_all,
+    create_topic,
+    free_ports,
+    headers_dict,
+    produce,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def expected_records(messages: list[OutMessage], offsets: list[tuple[int, int]]) -> list[Record]:
+    """What consume_all should return for ``messages`` written with the given delivery offsets."""
+    by_partition: dict[int, list[OutMessage]] = {}
+    for message in messages:
+        by_partition.setdefault(message[0], []).append(message)
+    next_offset = {p: min(o for q, o in offsets if q == p) for p in by_partition}
+    records = []
+    for partition, sent in sorted(by_partition.items()):
+        for message in sent:
+            headers = headers_dict(message[3]) if len(message) > 3 else {}
+            records.append(Record(partition, next_offset[partition], message[1], message[2], headers))
+            next_offset[partition] += 1
+    return records
+
+
+def test_round_trip_on_three_partitions(kafka_brokers: str, topic_factory: TopicFactory) -> None:
+    topic = topic_factory(partitions=3)
+    messages: list[OutMessage] = [(i % 3, f"k{i}".encode(), f"v{i}".encode()) for i in range(60)]
+    messages += [
+        (0, None, b"no key"),
+        (1, b"tombstone", None),
+        (2, b"with-headers", b"h", {"trace": b"abc", "empty": None}),
+    ]
+
+    offsets = produce(kafka_brokers, topic, messages)
+    records = consume_all(kafka_brokers, topic)
+
+    assert records == expected_records(messages, offsets)
+    assert sorted({r.partition for r in records}) == [0, 1, 2]
+
+
+def test_consume_all_empty_topic_returns_nothing(kafka_brokers: str, topic_factory: TopicFactory) -> None:
+    topic = topic_factory(partitions=2)
+
+    assert consume_all(kafka_brokers, topic, timeout=30.0) == []
+
+
+def test_consume_all_times_out_when_expected_count_never_arrives(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
+    topic = topic_factory()
+    produce(kafka_brokers, topic, [(0, b"k", b"only one")])
+
+    assert len(consume_all(kafka_brokers, topic, expected_count=1)) == 1
+    with pytest.raises(TimeoutError, match="without reaching 2 records"):
+        consume_all(kafka_brokers, topic, expected_count=2, timeout=2.0)
+
+
+def test_topic_factory_applies_config(kafka_brokers: str, topic_factory: TopicFactory) -> None:
+    topic = topic_factory(partitions=1, config={"cleanup.policy": "compact"})
+    admin = AdminClient({"bootstrap.servers": kafka_brokers})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([resource])[resource].result(timeout=15)
+
+    assert configs["cleanup.policy"].value == "compact"
+
+
+def test_records_survive_broker_restart(tmp_path: Path) -> None:
+    broker = LocalBroker.on_free_ports(tmp_path / "kafka")
+    try:
+        broker.up()
+        if broker.kind() != "apache":
+            pytest.skip(f"the {broker.kind()} broker keeps data in memory only")
+        topic = create_topic(broker.bootstrap, partitions=2)
+        messages: list[OutMessage] = [(i % 2, f"user-{i}".encode(), f"login {i}".encode()) for i in range(200)]
+        offsets = produce(broker.bootstrap, topic, messages)
+
+        broker.down()
+        assert broker.status() == 3
+        broker.up()
+        assert broker.status() == 0
+
+        records = consume_all(broker.bootstrap, topic, expected_count=len(messages))
+        assert records == expected_records(messages, offsets)
+        assert consume_all(broker.bootstrap, topic) == records
+    finally:
+        broker.down()
+    assert broker.status() == 3
+
+
+def test_status_and_down_on_a_stopped_broker(tmp_path: Path) -> None:
+    broker = LocalBroker.on_free_ports(tmp_path / "never-started")
+
+    assert broker.status() == 3
+    down = broker.run("down")
+    assert down.returncode == 0, down.stderr
+    assert "not running" in down.stdout
+
+
+def test_script_rejects_unknown_commands(tmp_path: Path) -> None:
+    port, controller_port = free_ports(2)
+    broker = LocalBroker(port=port, controller_port=controller_port, state_dir=tmp_path)
+
+    result = broker.run("bogus")
+    assert result.returncode == 2
+    assert "usage" in result.stderr
+    assert KAFKA_SCRIPT.exists()

@@ -24,7 +24,7 @@ test: setup
 	$(PY) -m pytest
 
 test-unit: setup
-	$(PY) -m pytest tests/unit tests/flow
+	$(PY) -m pytest -m "not kafka" tests/unit tests/flow
 
 test-e2e: setup
 	$(PY) -m pytest -m e2e

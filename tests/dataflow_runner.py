@@ -95,6 +95,9 @@ class DataflowCluster:
             for process, log in zip(self.running, self.logs, strict=True)
         ]
 
+    def any_exited(self) -> bool:
+        return any(process.poll() is not None for process in self.running)
+
     def stop(self, sig: int = signal.SIGKILL) -> None:
         for process in self.running:
             stop(process, sig)

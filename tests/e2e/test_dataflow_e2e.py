@@ -5,15 +5,14 @@ same event-time span. Each layout (1 worker, 2 workers, 2 processes) must give
 exactly the batch answer computed independently in `tests.reference`.
 """
 
-import json
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from tests.dataflow_runner import DataflowCluster
-from tests.kafka_harness import consume_all, produce
-from tests.reference import Expected, expected_output, metrics_from_records
+from tests.kafka_harness import produce
+from tests.outputs import assert_exact, collect, flow_env, output_topics, read_partitions
+from tests.reference import expected_output
 from tools.generator import GeneratorConfig, generate
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -23,62 +22,18 @@ LATENESS = 10
 RUN_TIMEOUT_S = 240
 
 
-def read_partitions(brokers: str, topic: str) -> dict[int, list[bytes | None]]:
-    """The input as the broker holds it, per partition in offset order."""
-    by_partition: dict[int, list[tuple[int, bytes | None]]] = defaultdict(list)
-    for partition, offset, _key, value, _headers in consume_all(brokers, topic):
-        by_partition[partition].append((offset, value))
-    result = {}
-    for partition, rows in by_partition.items():
-        rows.sort()
-        assert [offset for offset, _ in rows] == list(range(len(rows))), "input offsets must be dense"
-        result[partition] = [value for _, value in rows]
-    return result
-
-
 def run_and_collect(brokers: str, topic_factory, input_topic: str, log_dir: Path,
                     processes: int, workers: int) -> dict[str, list]:
-    topics = {name: topic_factory(partitions=1) for name in ("metrics", "dlq", "late")}
-    env = {
-        "KAFKA_BROKERS": brokers,
-        "INPUT_TOPIC": input_topic,
-        "OUTPUT_TOPIC": topics["metrics"],
-        "DLQ_TOPIC": topics["dlq"],
-        "LATE_TOPIC": topics["late"],
-        "WINDOW_SECONDS": str(WINDOW),
-        "ALLOWED_LATENESS_SECONDS": str(LATENESS),
-        "STOP_AT_END": "true",
-    }
+    topics = output_topics(topic_factory)
+    env = flow_env(brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
+                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true")
     cluster = DataflowCluster(env, log_dir, processes=processes, workers=workers)
     with cluster:
         results = cluster.wait(RUN_TIMEOUT_S)
     for finished in results:
         assert finished.returncode == 0, finished.stderr[-3000:]
         assert "count for an emitted window" not in finished.stderr
-    return {name: consume_all(brokers, topic) for name, topic in topics.items()}
-
-
-def assert_exact(out: dict[str, list], expected: Expected, inputs: dict[int, list[bytes | None]]) -> None:
-    metrics = metrics_from_records([value for *_, value, _headers in out["metrics"]])
-    assert metrics == expected.metrics
-    for _p, _o, key, value, _h in out["metrics"]:
-        record = json.loads(value)
-        assert json.loads(key) == [record["window_start"], record["slice"], *record["key"].values()]
-
-    rejects = {}
-    for _p, _o, _key, value, headers in out["dlq"]:
-        source = (int(headers["source_partition"]), int(headers["source_offset"]))
-        assert source not in rejects, f"rejected twice: {source}"
-        assert value == inputs[source[0]][source[1]], "DLQ must carry the original bytes"
-        rejects[source] = headers["error"].decode()
-    assert rejects == expected.rejects
-
-    late = {}
-    for _p, _o, _key, value, headers in out["late"]:
-        source = (int(headers["source_partition"]), int(headers["source_offset"]))
-        assert value == inputs[source[0]][source[1]]
-        late[source] = headers["window_start"].decode()
-    assert late == expected.late
+    return collect(brokers, topics)
 
 
 def test_skewed_partitions_match_batch_answer_in_every_layout(

@@ -304,7 +304,9 @@ def test_snapshot_contents() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 70, {(T0, ("a",)): 2, (T0 + 60, ("b",)): 1}, slice_index=0),
                  update(1, T0 + 61)])
-    assert shard.snapshot() == ShardSnapshot("user_id", 60, BUCKETS, 2, {0: T0 + 70, 1: T0 + 61}, T0 + 61, {T0 + 60: {("b",): 1}})
+    assert shard.snapshot() == ShardSnapshot(
+        "user_id", 60, BUCKETS, 2, {0: T0 + 70, 1: T0 + 61}, T0 + 61, {T0 + 60: {("b",): 1}}
+    )
 
 
 def test_snapshot_is_independent_of_later_mutation() -> None:

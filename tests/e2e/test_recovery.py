@@ -1,0 +1,95 @@
+"""Crashes and rescales with recovery on: the deduplicated output is still exact.
+
+Output is at-least-once: after a resume, whatever was emitted since the last
+snapshot is emitted again. Every copy must be byte-identical, so the
+deduplicated (or compacted) topics equal the batch answer.
+"""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.dataflow_runner import DataflowCluster
+from tests.kafka_harness import consume_all, produce, wait_until
+from tests.outputs import assert_exact, collect, flow_env, output_topics, read_partitions, source_of
+from tests.reference import expected_output
+from tools.generator import GeneratorConfig, generate
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+WINDOW = 60
+LATENESS = 2
+RUN_TIMEOUT_S = 300
+RECOVERY_PARTITIONS = 4
+
+
+def init_recovery(directory: Path) -> list[str]:
+    directory.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(RECOVERY_PARTITIONS)], check=True)
+    # Snapshot every second so short runs have something to resume from;
+    # keep no extra backups, nothing here copies the directory elsewhere.
+    return ["-r", str(directory), "-s", "1", "-b", "0"]
+
+
+def distinct_rejects(brokers: str, topic: str) -> int:
+    return len({source_of(record) for record in consume_all(brokers, topic)})
+
+
+def crash_when(cluster: DataflowCluster, brokers: str, dlq_topic: str, rejects: int) -> None:
+    """SIGKILL every process once `rejects` distinct rejects were written, mid-run."""
+    wait_until(lambda: distinct_rejects(brokers, dlq_topic) >= rejects or cluster.any_exited(),
+               timeout=RUN_TIMEOUT_S, interval=0.2)
+    assert not cluster.any_exited(), f"the run ended before the planned crash:\n{cluster.tail()}"
+    cluster.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def skewed_input(kafka_brokers: str, topic_factory):
+    topic = topic_factory(partitions=3)
+    config = GeneratorConfig(count=150_000, users=2000, partitions=3, skew=(4.0, 2.0, 1.0), span=7200.0,
+                             bad_fraction=0.03, late_fraction=0.01, late_by=300.0, seed=23)
+    produce(kafka_brokers, topic, [(m.partition, m.key, m.value) for m in generate(config)])
+    inputs = read_partitions(kafka_brokers, topic)
+    return topic, inputs, expected_output(inputs, WINDOW, LATENESS)
+
+
+def run_with_crashes(kafka_brokers: str, topic_factory, tmp_path: Path, skewed_input,
+                     layouts: list[tuple[int, int]]) -> None:
+    """Run each layout in turn on one recovery directory; all but the last are killed mid-run."""
+    input_topic, inputs, expected = skewed_input
+    topics = output_topics(topic_factory)
+    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
+                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true", BATCH_SIZE="500")
+    recovery_args = init_recovery(tmp_path / "recovery")
+    total_rejects = len(expected.rejects)
+    crash_points = [total_rejects * (index + 1) // (len(layouts) + 1) for index in range(len(layouts) - 1)]
+
+    for (processes, workers), crash_at in zip(layouts, crash_points, strict=False):
+        with DataflowCluster(env, tmp_path, processes, workers, recovery_args) as cluster:
+            crash_when(cluster, kafka_brokers, topics["dlq"], crash_at)
+        # Stay down longer than the allowed lateness: resumed event time must
+        # not depend on how long the dataflow was away.
+        time.sleep(LATENESS + 1)
+
+    processes, workers = layouts[-1]
+    with DataflowCluster(env, tmp_path, processes, workers, recovery_args) as cluster:
+        results = cluster.wait(RUN_TIMEOUT_S)
+    for finished in results:
+        assert finished.returncode == 0, finished.stderr[-3000:]
+
+    out = collect(kafka_brokers, topics)
+    assert_exact(out, expected, inputs, allow_duplicates=True)
+
+
+def test_crash_twice_and_resume_gives_the_exact_answer(kafka_brokers: str, topic_factory, tmp_path: Path,
+                                                       skewed_input) -> None:
+    run_with_crashes(kafka_brokers, topic_factory, tmp_path, skewed_input, [(2, 1), (2, 1), (2, 1)])
+
+
+def test_rescale_from_two_processes_to_one_to_three_workers(kafka_brokers: str, topic_factory, tmp_path: Path,
+                                                            skewed_input) -> None:
+    run_with_crashes(kafka_brokers, topic_factory, tmp_path, skewed_input, [(2, 1), (1, 1), (1, 3)])

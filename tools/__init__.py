@@ -1,0 +1,1 @@
+"""Developer tooling for loginflow (event generator, helpers)."""

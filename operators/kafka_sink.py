@@ -19,6 +19,7 @@ from operators.settings import Settings
 logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 60.0
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class DeliveryError(RuntimeError):
@@ -48,6 +49,9 @@ class _TopicWriter(StatelessSinkPartition[KafkaRecord]):
             "enable.idempotence": "true",
             "linger.ms": "5",
             "compression.type": "lz4",
+            # A reject is forwarded byte for byte, so allow what the input
+            # topic allowed; the broker's per-topic limit still applies.
+            "message.max.bytes": str(MAX_MESSAGE_BYTES),
             "error_cb": self._on_client_error,
         }
         self._producer = Producer(config)

@@ -1,0 +1,37 @@
+"""Poison input at scale: every bad kind, random bytes up to about 1 MB, nothing lost."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.dataflow_runner import DataflowCluster
+from tests.kafka_harness import produce
+from tests.outputs import assert_exact, collect, flow_env, output_topics, read_partitions
+from tests.reference import expected_output
+from tools.generator import MAX_BAD_SIZE_LIMIT, GeneratorConfig, generate, summarize
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+
+def test_five_percent_poison_is_all_on_the_dlq(kafka_brokers: str, topic_factory, tmp_path: Path) -> None:
+    input_topic = topic_factory(partitions=3)
+    config = GeneratorConfig(count=200_000, users=5000, partitions=3, bad_fraction=0.05,
+                             max_bad_size=MAX_BAD_SIZE_LIMIT, late_fraction=0.01, seed=99)
+    messages = list(generate(config))
+    kinds = summarize(messages)
+    bad = sum(n for kind, n in kinds.items() if kind.startswith("bad:"))
+    assert len([k for k in kinds if k.startswith("bad:")]) >= 12, f"every bad kind must appear: {kinds}"
+    assert max(len(m.value or b"") for m in messages) > 500_000, "some poison must be large"
+    produce(kafka_brokers, input_topic, [(m.partition, m.key, m.value) for m in messages])
+
+    topics = output_topics(topic_factory)
+    env = flow_env(kafka_brokers, input_topic, topics, STOP_AT_END="true")
+    with DataflowCluster(env, tmp_path, processes=2, workers=1) as cluster:
+        results = cluster.wait(300)
+    for finished in results:
+        assert finished.returncode == 0, finished.stderr[-3000:]
+
+    out = collect(kafka_brokers, topics)
+    assert len(out["dlq"]) == bad
+    inputs = read_partitions(kafka_brokers, input_topic)
+    assert_exact(out, expected_output(inputs, 60, 10), inputs)

@@ -5,6 +5,7 @@ after a resume is byte-identical to the first copy.
 """
 
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import NamedTuple
 
 from operators import jsonio
@@ -22,6 +23,8 @@ class KafkaRecord(NamedTuple):
     headers: Headers
 
 
+# Every record of a window shares its two instants; format each once.
+@lru_cache(maxsize=4096)
 def isoformat_utc(epoch_seconds: int) -> str:
     """``2024-03-01T00:00:00Z`` for a whole epoch second."""
     moment = datetime.fromtimestamp(epoch_seconds, tz=timezone.utc)

@@ -16,7 +16,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from operators.events import RawMessage
+from operators.events import RawMessage, new_raw_message
 from operators.logs import kv
 from operators.partition import PartitionBatch, PartitionState, PartitionTracker
 from operators.settings import Settings
@@ -177,7 +177,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             offset: int = message.offset()  # type: ignore[assignment]  # set on every non-error message
             if self._end_offset is not None and offset >= self._end_offset:
                 break
-            raws.append(RawMessage(message.key(), message.value(), self.partition, offset))
+            raws.append(new_raw_message(RawMessage, (message.key(), message.value(), self.partition, offset)))
             at_head = False
             self._next_offset = offset + 1
 

@@ -20,6 +20,7 @@ from operators.kafka_source import LoginSource
 from operators.logs import configure_logging
 from operators.partition import LateEvent, PartitionBatch, Reject
 from operators.settings import ConfigError, Settings
+from operators.topics import COMPACTED
 from operators.windowing import ShardCounter, WindowShardLogic
 
 
@@ -35,9 +36,9 @@ class Sinks:
 def kafka_sinks(settings: Settings) -> Sinks:
     """The production sinks: one Kafka topic per stream."""
     return Sinks(
-        metrics=KafkaTopicSink(settings, settings.output_topic),
-        dlq=KafkaTopicSink(settings, settings.dlq_topic),
-        late=KafkaTopicSink(settings, settings.late_topic),
+        metrics=KafkaTopicSink(settings, settings.output_topic, "OUTPUT_TOPIC", COMPACTED),
+        dlq=KafkaTopicSink(settings, settings.dlq_topic, "DLQ_TOPIC"),
+        late=KafkaTopicSink(settings, settings.late_topic, "LATE_TOPIC"),
     )
 
 

@@ -7,6 +7,7 @@ recovery writes it again.
 """
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -15,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from operators.encoding import KafkaRecord
 from operators.logs import kv
 from operators.settings import Settings
+from operators.topics import ensure_topic
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +31,22 @@ class DeliveryError(RuntimeError):
 class KafkaTopicSink(DynamicSink[KafkaRecord]):
     """Writes `KafkaRecord`s to one topic, from every worker."""
 
-    def __init__(self, settings: Settings, topic: str) -> None:
-        """Produce to `topic` with the settings' brokers and client properties."""
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        setting_name: str,
+        topic_config: Mapping[str, str] | None = None,
+    ) -> None:
+        """Produce to `topic`, creating it with `topic_config` if it is missing."""
         self.settings = settings
         self.topic = topic
+        self.setting_name = setting_name
+        self.topic_config = dict(topic_config or {})
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> "_TopicWriter":
-        """One producer per worker."""
+        """One producer per worker, after making sure the topic exists."""
+        ensure_topic(self.settings, self.topic, self.topic_config, self.setting_name)
         return _TopicWriter(self.settings, self.topic)
 
 

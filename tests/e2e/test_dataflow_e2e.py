@@ -5,12 +5,14 @@ same event-time span. Each layout (1 worker, 2 workers, 2 processes) must give
 exactly the batch answer computed independently in `tests.reference`.
 """
 
+import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from tests.dataflow_runner import DataflowCluster
-from tests.kafka_harness import produce
+from tests.kafka_harness import delete_topics, produce
 from tests.outputs import assert_exact, collect, flow_env, output_topics, read_partitions
 from tests.reference import expected_output
 from tools.generator import GeneratorConfig, generate
@@ -54,3 +56,29 @@ def test_skewed_partitions_match_batch_answer_in_every_layout(
     for processes, workers in ((1, 1), (1, 2), (2, 1)):
         out = run_and_collect(kafka_brokers, topic_factory, input_topic, tmp_path, processes, workers)
         assert_exact(out, expected, inputs)
+
+
+def test_missing_output_topics_are_created_and_metrics_is_compacted(
+    kafka_brokers: str, topic_factory, tmp_path: Path
+) -> None:
+    input_topic = topic_factory(partitions=2)
+    produce(kafka_brokers, input_topic, [(m.partition, m.key, m.value)
+                                         for m in generate(GeneratorConfig(count=500, partitions=2, seed=1))])
+    suffix = uuid.uuid4().hex
+    topics = {name: f"created-{name}-{suffix}" for name in ("metrics", "dlq", "late")}
+    env = flow_env(kafka_brokers, input_topic, topics, STOP_AT_END="true")
+    try:
+        with DataflowCluster(env, tmp_path, processes=1, workers=2) as cluster:
+            (finished,) = cluster.wait(RUN_TIMEOUT_S)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        admin = AdminClient({"bootstrap.servers": kafka_brokers})
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics.values()]
+        policies = {
+            resource.name: configs["cleanup.policy"].value
+            for resource, future in admin.describe_configs(resources).items()
+            for configs in [future.result(timeout=30)]
+        }
+        assert policies == {topics["metrics"]: "compact", topics["dlq"]: "delete", topics["late"]: "delete"}
+        assert len(collect(kafka_brokers, topics)["metrics"]) > 0
+    finally:
+        delete_topics(kafka_brokers, topics.values())

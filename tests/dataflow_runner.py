@@ -25,11 +25,15 @@ class Finished:
     stderr: str
 
 
-def _start(args: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+BYTEWAX_RUN = (sys.executable, "-m", "bytewax.run", "dataflow")
+RUN_SCRIPT = (str(REPO / "scripts" / "run-dataflow"),)
+
+
+def _start(command: Sequence[str], args: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
     try:
         return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "bytewax.run", "dataflow", *args],
+            [*command, *args],
             cwd=REPO,
             env={**os.environ, **env},
             stdout=handle,
@@ -58,12 +62,13 @@ class DataflowCluster:
     """One dataflow run as `processes` processes of `workers` workers each."""
 
     def __init__(self, env: Mapping[str, str], log_dir: Path, processes: int = 1, workers: int = 1,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), command: Sequence[str] = BYTEWAX_RUN) -> None:
         self.env = dict(env)
         self.log_dir = log_dir
         self.processes = processes
         self.workers = workers
         self.extra_args = list(extra_args)
+        self.command = list(command)
         self.running: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
@@ -77,7 +82,7 @@ class DataflowCluster:
         for index, process_args in enumerate(plan):
             log = self.log_dir / f"dataflow-{index}-{time.monotonic_ns()}.log"
             self.logs.append(log)
-            self.running.append(_start(process_args, self.env, log))
+            self.running.append(_start(self.command, process_args, self.env, log))
         return self
 
     def wait(self, timeout: float) -> list[Finished]:

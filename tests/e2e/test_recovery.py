@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dataflow_runner import DataflowCluster
+from tests.dataflow_runner import RUN_SCRIPT, DataflowCluster
 from tests.kafka_harness import consume_all, produce, wait_until
 from tests.outputs import assert_exact, collect, flow_env, output_topics, read_partitions, source_of
 from tests.reference import expected_output
@@ -93,3 +93,19 @@ def test_crash_twice_and_resume_gives_the_exact_answer(kafka_brokers: str, topic
 def test_rescale_from_two_processes_to_one_to_three_workers(kafka_brokers: str, topic_factory, tmp_path: Path,
                                                             skewed_input) -> None:
     run_with_crashes(kafka_brokers, topic_factory, tmp_path, skewed_input, [(2, 1), (1, 1), (1, 3)])
+
+
+def test_run_script_inits_recovery_once_and_a_rerun_adds_nothing_new(kafka_brokers: str, topic_factory,
+                                                                      tmp_path: Path, skewed_input) -> None:
+    input_topic, inputs, expected = skewed_input
+    topics = output_topics(topic_factory)
+    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
+                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true",
+                   RECOVERY_DIR=str(tmp_path / "recovery"), RECOVERY_PARTITIONS="3", PYTHON=sys.executable)
+    for _ in range(2):
+        with DataflowCluster(env, tmp_path, processes=2, workers=1, command=RUN_SCRIPT) as cluster:
+            results = cluster.wait(RUN_TIMEOUT_S)
+        for finished in results:
+            assert finished.returncode == 0, finished.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "recovery").glob("*.sqlite3")) == [f"part-{i}.sqlite3" for i in range(3)]
+    assert_exact(collect(kafka_brokers, topics), expected, inputs, allow_duplicates=True)

@@ -195,6 +195,9 @@ class KafkaSink:
             {
                 "bootstrap.servers": brokers,
                 "client.id": "loginflow-generator",
+                # Per-partition order is part of the stream (lateness is decided
+                # in log order); without idempotence a retry can reorder batches.
+                "enable.idempotence": True,
                 "linger.ms": 5,
                 "compression.type": "lz4",
                 # Headroom above the largest random-bytes value plus key and record overhead.

@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from operators.events import RawMessage, new_raw_message
 from operators.logs import kv
+from operators.metrics import REJECTS, PartitionGauges
 from operators.partition import PartitionBatch, PartitionState, PartitionTracker
 from operators.settings import Settings
 
@@ -29,6 +30,7 @@ IDLE_POLL = timedelta(milliseconds=20)
 # wall-clock progress, in seconds; and how long that check may block.
 IDLE_PROGRESS_INTERVAL_S = 0.25
 HEAD_CHECK_TIMEOUT_S = 1.0
+LAG_CHECK_INTERVAL_S = 1.0
 
 
 # Errors a retry cannot fix; anything else librdkafka keeps retrying itself.
@@ -54,21 +56,39 @@ def _log_client_error(error: KafkaError) -> None:
 
 
 def list_partitions(settings: Settings) -> list[int]:
-    """The partition ids of the input topic, failing clearly if it is missing."""
-    config: dict[str, Any] = {**settings.kafka_config(), "error_cb": _log_client_error}
+    """The partition ids of the input topic, failing clearly if it is missing.
+
+    Authentication failures end the wait at once: librdkafka would otherwise
+    keep retrying them until the metadata timeout, which looks like a hang.
+    """
+    fatal: list[KafkaError] = []
+
+    def on_error(error: KafkaError) -> None:
+        _log_client_error(error)
+        if error.code() in _PERMANENT_READ_ERRORS or error.fatal():
+            fatal.append(error)
+
+    config: dict[str, Any] = {**settings.kafka_config(), "error_cb": on_error}
     admin = AdminClient(config)
-    try:
-        metadata = admin.list_topics(settings.input_topic, timeout=METADATA_TIMEOUT_S)
-    except KafkaException as exc:
-        msg = (
-            f"cannot read metadata for INPUT_TOPIC={settings.input_topic!r} "
-            f"from KAFKA_BROKERS={settings.brokers!r}: {exc}"
-        )
-        raise SourceError(msg) from exc
+    deadline = time.monotonic() + METADATA_TIMEOUT_S
+    while True:
+        try:
+            metadata = admin.list_topics(settings.input_topic, timeout=1.0)
+            break
+        except KafkaException as exc:
+            admin.poll(0)  # serve error callbacks
+            if fatal or time.monotonic() >= deadline:
+                reason = fatal[0].str() if fatal else str(exc)
+                msg = (
+                    f"cannot read metadata for INPUT_TOPIC={settings.input_topic!r} "
+                    f"from KAFKA_BROKERS={settings.brokers!r}: {reason}"
+                )
+                logger.error("%s", msg)
+                raise SourceError(msg) from exc
     topic = metadata.topics.get(settings.input_topic)
     if topic is None or topic.error is not None or not topic.partitions:
-        reason = topic.error if topic is not None else "not found"
-        msg = f"INPUT_TOPIC={settings.input_topic!r} is not readable on {settings.brokers}: {reason}"
+        problem = topic.error if topic is not None else "not found"
+        msg = f"INPUT_TOPIC={settings.input_topic!r} is not readable on {settings.brokers}: {problem}"
         raise SourceError(msg)
     return sorted(topic.partitions)
 
@@ -144,6 +164,8 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         self._caught_up = False
         self._finished = False
         self._last_idle_report = 0.0
+        self._last_lag_check = 0.0
+        self._gauges = PartitionGauges(partition)
         self._idle = False
         self._consumer.assign([TopicPartition(settings.input_topic, partition, start)])
         logger.info(
@@ -195,7 +217,22 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             if confirmed_at is not None:
                 self._tracker.advance_idle(confirmed_at)
         batch = self._tracker.track(raws)
+        self._observe(batch, len(raws))
         return [batch] if raws or batch.progressed else []
+
+    def _observe(self, batch: PartitionBatch, messages: int) -> None:
+        self._gauges.observe(messages, len(batch.late), batch.watermark)
+        for reject in batch.rejects:
+            REJECTS.labels(reject.reason).inc()
+        now = time.monotonic()
+        if now - self._last_lag_check >= LAG_CHECK_INTERVAL_S:
+            self._last_lag_check = now
+            # Cached: the high watermark from the latest fetch response, no round trip.
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.settings.input_topic, self.partition), cached=True
+            )
+            if high >= 0:
+                self._gauges.consumer_lag.set(max(0, high - self._next_offset))
 
     def _confirm_head(self) -> float | None:
         """Wall time at which the broker confirmed nothing lies past our offset.
@@ -221,7 +258,9 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
     def _finish(self, raws: list[RawMessage]) -> list[PartitionBatch]:
         self._finished = True
         logger.info("partition read to its end %s", kv(partition=self.partition, next_offset=self._next_offset))
-        return [self._tracker.track(raws, finished=True)]
+        batch = self._tracker.track(raws, finished=True)
+        self._observe(batch, len(raws))
+        return [batch]
 
     def next_awake(self) -> datetime | None:
         """Back off while the partition has nothing new, to spare the CPU."""

@@ -95,7 +95,7 @@ class Settings:
             shards_per_slice=_positive_int(env, "SHARDS_PER_SLICE", defaults.shards_per_slice),
             batch_size=_positive_int(env, "BATCH_SIZE", defaults.batch_size),
             log_level=_log_level(env),
-            kafka_props=_kafka_props(env),
+            kafka_props=kafka_props_from_env(env),
         )
 
     def kafka_config(self) -> dict[str, str]:
@@ -216,7 +216,8 @@ def _log_level(env: Mapping[str, str]) -> str:
     return text
 
 
-def _kafka_props(env: Mapping[str, str]) -> dict[str, str]:
+def kafka_props_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The librdkafka properties set by ``KAFKA_PROP_*`` variables (shared with the tools)."""
     prefix = "KAFKA_PROP_"
     props = {}
     for name, value in env.items():

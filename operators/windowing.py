@@ -26,6 +26,7 @@ from typing import Callable, NamedTuple
 from bytewax.operators import StatefulBatchLogic
 
 from operators.logs import kv
+from operators.metrics import RECORDS_EMITTED, WINDOWS_EMITTED, ClosingWatermark
 from operators.partition import PartitionBatch
 from operators.settings import FIELDS, SliceSpec
 
@@ -260,7 +261,13 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, WindowCount, ShardSnapsho
     def on_batch(self, values: list[ShardUpdate]) -> tuple[list[WindowCount], bool]:
         """Merge a batch of updates and emit the windows it closed."""
         self._snapshot = None
-        return self.shard.apply(values), StatefulBatchLogic.RETAIN
+        emitted = self.shard.apply(values)
+        ClosingWatermark.observe(self.shard.closed_through)
+        if emitted:
+            name = emitted[0].slice.name
+            RECORDS_EMITTED.labels(name).inc(len(emitted))
+            WINDOWS_EMITTED.labels(name).inc(len({count.window_start for count in emitted}))
+        return emitted, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[WindowCount], bool]:
         """Input ended. Bounded reads already closed everything via `finished`."""

@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -109,6 +109,8 @@ class LocalBroker:
     port: int
     controller_port: int
     state_dir: Path
+    # Extra scripts/kafka settings, e.g. KAFKA_SASL_PORT.
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def on_free_ports(cls, state_dir: Path) -> LocalBroker:
@@ -140,6 +142,7 @@ class LocalBroker:
             "KAFKA_STATE_DIR": str(self.state_dir),
             # The readiness probe needs confluent_kafka, which this interpreter has.
             "PYTHON": os.environ.get("PYTHON", sys.executable),
+            **self.env,
         }
         return subprocess.run(
             [str(KAFKA_SCRIPT), command],

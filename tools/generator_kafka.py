@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from typing import IO, Any, NamedTuple, TypeVar
 
 import orjson
 
+from operators.settings import kafka_props_from_env
 from tools.generator import MAX_BAD_SIZE_LIMIT, Draft, GeneratedMessage, GeneratorConfig, drafts, generate, stamp
 
 log = logging.getLogger(__name__)
@@ -193,6 +195,7 @@ class KafkaSink:
         self._queued = 0
         self._producer = Producer(
             {
+                **kafka_props_from_env(os.environ),
                 "bootstrap.servers": brokers,
                 "client.id": "loginflow-generator",
                 # Per-partition order is part of the stream (lateness is decided
@@ -270,7 +273,8 @@ def create_topic(brokers: str, topic: str, partitions: int, replication_factor: 
     from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415
     from confluent_kafka.admin import AdminClient, NewTopic  # noqa: PLC0415
 
-    conf: dict[str, Any] = {"bootstrap.servers": brokers, "logger": rdkafka_log}
+    # KAFKA_PROP_* (TLS, SASL) as for the dataflow, so both reach a secured cluster.
+    conf: dict[str, Any] = {**kafka_props_from_env(os.environ), "bootstrap.servers": brokers, "logger": rdkafka_log}
     admin = AdminClient(conf)
     new = NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor)
     future = admin.create_topics([new], request_timeout=TOPIC_WAIT)[topic]

@@ -1,0 +1,112 @@
+"""Prometheus metrics, served by Bytewax's own endpoint.
+
+Bytewax's dataflow API (``BYTEWAX_DATAFLOW_API_ENABLED=true``, port
+``BYTEWAX_DATAFLOW_API_PORT``, 3030 by default) renders the default
+`prometheus_client` registry at ``/metrics``, so these appear next to
+Bytewax's own. Every process serves its own share; sum over processes.
+"""
+
+import time
+
+from prometheus_client import Counter, Gauge
+
+MESSAGES_READ = Counter(
+    "loginflow_messages_read_total",
+    "Messages read from the input topic.",
+    ["partition"],
+)
+REJECTS = Counter(
+    "loginflow_rejects_total",
+    "Messages sent to the dead-letter topic, by reason.",
+    ["reason"],
+)
+LATE_EVENTS = Counter(
+    "loginflow_late_events_total",
+    "Valid events sent to the late topic instead of being counted.",
+    ["partition"],
+)
+RECORDS_EMITTED = Counter(
+    "loginflow_records_emitted_total",
+    "login-metrics records emitted, by slice.",
+    ["slice"],
+)
+WINDOWS_EMITTED = Counter(
+    "loginflow_shard_windows_emitted_total",
+    "Closed windows that emitted at least one record, counted per shard, by slice.",
+    ["slice"],
+)
+PARTITION_WATERMARK = Gauge(
+    "loginflow_partition_watermark_seconds",
+    "Event-time watermark of each input partition read by this process.",
+    ["partition"],
+)
+PARTITION_WATERMARK_LAG = Gauge(
+    "loginflow_partition_watermark_lag_seconds",
+    "Wall time minus each partition's watermark, at scrape time.",
+    ["partition"],
+)
+CONSUMER_LAG = Gauge(
+    "loginflow_consumer_lag_messages",
+    "Messages in the input partition past the next offset to read.",
+    ["partition"],
+)
+CLOSING_WATERMARK = Gauge(
+    "loginflow_closing_watermark_seconds",
+    "The highest closing watermark (minimum over input partitions) any shard in this process has seen.",
+)
+CLOSING_WATERMARK_LAG = Gauge(
+    "loginflow_closing_watermark_lag_seconds",
+    "Wall time minus the closing watermark, at scrape time: how far behind real time windows close.",
+)
+
+
+class PartitionGauges:
+    """The watermark and lag gauges of one input partition."""
+
+    def __init__(self, partition: int) -> None:
+        """Bind the labels once; the hot path only sets values."""
+        label = str(partition)
+        self.read = MESSAGES_READ.labels(label)
+        self.late = LATE_EVENTS.labels(label)
+        self.watermark = PARTITION_WATERMARK.labels(label)
+        self.consumer_lag = CONSUMER_LAG.labels(label)
+        self._watermark_value = float("-inf")
+        # Lag is computed when scraped, so an idle partition's lag keeps growing.
+        PARTITION_WATERMARK_LAG.labels(label).set_function(self._lag)
+
+    def _lag(self) -> float:
+        if self._watermark_value == float("-inf"):
+            return float("nan")
+        return time.time() - self._watermark_value
+
+    def observe(self, messages: int, late: int, watermark: float) -> None:
+        """Record one batch."""
+        if messages:
+            self.read.inc(messages)
+        if late:
+            self.late.inc(late)
+        if watermark != self._watermark_value and watermark != float("inf"):
+            self._watermark_value = watermark
+            if watermark != float("-inf"):
+                self.watermark.set(watermark)
+
+
+class ClosingWatermark:
+    """The process-wide closing watermark; shards report, the highest wins."""
+
+    value = float("-inf")
+
+    @classmethod
+    def observe(cls, watermark: float) -> None:
+        """Record a shard's watermark if it is the highest finite one so far."""
+        if cls.value < watermark < float("inf"):
+            cls.value = watermark
+            CLOSING_WATERMARK.set(watermark)
+
+    @classmethod
+    def lag(cls) -> float:
+        """Seconds between now and the closing watermark (NaN before the first)."""
+        return time.time() - cls.value if cls.value > float("-inf") else float("nan")
+
+
+CLOSING_WATERMARK_LAG.set_function(ClosingWatermark.lag)

@@ -1,0 +1,59 @@
+"""Scrape /metrics during a live run: the counters equal what the run wrote."""
+
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.dataflow_runner import DataflowCluster, free_port
+from tests.kafka_harness import produce, wait_until
+from tests.outputs import collect, flow_env, output_topics, read_partitions
+from tests.reference import expected_output, metrics_from_records
+from tools.generator import GeneratorConfig, generate
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
+    return {dict(labels)[label]: value for (sample, labels), value in samples.items() if sample == name and value}
+
+
+def test_metrics_endpoint_counts_what_the_run_produced(kafka_brokers: str, topic_factory, tmp_path: Path) -> None:
+    input_topic = topic_factory(partitions=3)
+    config = GeneratorConfig(count=20_000, users=500, partitions=3, bad_fraction=0.05, late_fraction=0.02, seed=8)
+    produce(kafka_brokers, input_topic, [(m.partition, m.key, m.value) for m in generate(config)])
+    inputs = read_partitions(kafka_brokers, input_topic)
+    expected = expected_output(inputs, 60, 10)
+
+    topics = output_topics(topic_factory)
+    port = free_port()
+    # Tail mode, so the process keeps serving /metrics after the last window:
+    # historic event times close every window once all partitions are idle.
+    env = flow_env(kafka_brokers, input_topic, topics,
+                   BYTEWAX_DATAFLOW_API_ENABLED="true", BYTEWAX_DATAFLOW_API_PORT=str(port))
+    with DataflowCluster(env, tmp_path, processes=1, workers=2):
+        wait_until(lambda: metrics_from_records([r.value for r in collect(kafka_brokers, topics)["metrics"]])
+                   == expected.metrics, timeout=120, interval=1.0, message="the run never completed")
+        samples = wait_until(lambda: scrape(port), timeout=30, retry_on=(OSError,))
+        out = collect(kafka_brokers, topics)
+
+    rejects = Counter((r.headers["error"] or b"").decode() for r in out["dlq"])
+    assert by_label(samples, "loginflow_rejects_total", "reason") == {k: float(v) for k, v in rejects.items()}
+    assert sum(by_label(samples, "loginflow_late_events_total", "partition").values()) == len(out["late"]) > 0
+    slices = Counter(record.value.split(b'"slice":"')[1].split(b'"')[0].decode() for record in out["metrics"])
+    assert by_label(samples, "loginflow_records_emitted_total", "slice") == {k: float(v) for k, v in slices.items()}
+    read = by_label(samples, "loginflow_messages_read_total", "partition")
+    assert read == {str(p): float(len(values)) for p, values in inputs.items()}
+    assert samples[("loginflow_closing_watermark_seconds", ())] > 0

@@ -14,7 +14,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from operators.encoding import KafkaRecord, encode_keyed_metric, encode_late, encode_reject
+from operators.encoding import KafkaRecord, Pseudonymizer, encode_keyed_metric, encode_late, encode_reject
 from operators.kafka_sink import KafkaTopicSink
 from operators.kafka_source import LoginSource
 from operators.logs import configure_logging
@@ -83,7 +83,8 @@ def build_flow(
         shard_updates,
         partial(WindowShardLogic, settings.slices, settings.window_seconds, settings.shards_per_slice),
     )
-    metric_records = op.map("encode_metrics", window_counts, encode_keyed_metric)
+    pseudonymizer = Pseudonymizer(settings.pseudonymize, settings.pseudonymize_key) if settings.pseudonymize else None
+    metric_records = op.map("encode_metrics", window_counts, partial(encode_keyed_metric, pseudonymizer=pseudonymizer))
     op.output("write_login_metrics", metric_records, sinks.metrics)
     return flow
 
@@ -94,7 +95,7 @@ def _settings_or_exit() -> Settings:
     except ConfigError as exc:
         # One line naming the variable beats a traceback from deep in bytewax.run.
         sys.exit(f"loginflow: bad setting: {exc}")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 

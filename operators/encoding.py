@@ -4,6 +4,9 @@ Everything here is a pure function of its input, so a record emitted again
 after a resume is byte-identical to the first copy.
 """
 
+import hashlib
+import hmac
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import NamedTuple
@@ -31,7 +34,26 @@ def isoformat_utc(epoch_seconds: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def encode_metric(window_count: WindowCount) -> KafkaRecord:
+@dataclass(frozen=True)
+class Pseudonymizer:
+    """Replaces the values of some fields with a keyed HMAC-SHA256 (hex).
+
+    Keyed and deterministic: equal values stay equal, so counts and compaction
+    are unchanged, and nobody without the key can test a guess.
+    """
+
+    fields: frozenset[str]
+    key: bytes = field(repr=False)
+
+    def apply(self, names: tuple[str, ...], values: tuple[str, ...]) -> tuple[str, ...]:
+        """The key values with every field in `fields` pseudonymized."""
+        return tuple(
+            hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest() if name in self.fields else value
+            for name, value in zip(names, values, strict=True)
+        )
+
+
+def encode_metric(window_count: WindowCount, pseudonymizer: Pseudonymizer | None = None) -> KafkaRecord:
     """The login-metrics record of one (window, slice, key) count.
 
     The Kafka key names the window, slice and key values, so a replayed record
@@ -39,20 +61,23 @@ def encode_metric(window_count: WindowCount) -> KafkaRecord:
     """
     start = isoformat_utc(window_count.window_start)
     spec = window_count.slice
+    values = window_count.values
+    if pseudonymizer is not None:
+        values = pseudonymizer.apply(spec.fields, values)
     value = {
         "window_start": start,
         "window_end": isoformat_utc(window_count.window_end),
         "slice": spec.name,
-        "key": dict(zip(spec.fields, window_count.values, strict=True)),
+        "key": dict(zip(spec.fields, values, strict=True)),
         "count": window_count.count,
     }
-    key = jsonio.dumps([start, spec.name, *window_count.values])
+    key = jsonio.dumps([start, spec.name, *values])
     return KafkaRecord(key, jsonio.dumps(value), [])
 
 
-def encode_keyed_metric(item: tuple[str, WindowCount]) -> KafkaRecord:
+def encode_keyed_metric(item: tuple[str, WindowCount], pseudonymizer: Pseudonymizer | None = None) -> KafkaRecord:
     """`encode_metric` for the ``(shard_key, count)`` items of a stateful step."""
-    return encode_metric(item[1])
+    return encode_metric(item[1], pseudonymizer)
 
 
 def source_headers(source_topic: str, partition: int, offset: int) -> Headers:

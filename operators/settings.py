@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from operators.events import OPTIONAL_FIELDS
+from operators.logs import LOG_FORMATS
 
 FIELDS: tuple[str, ...] = ("user_id", *OPTIONAL_FIELDS)
 """The event fields a slice may combine."""
@@ -69,9 +70,15 @@ class Settings:
     batch_size: int = 5000
     # LOG_LEVEL
     log_level: str = "INFO"
+    # LOG_FORMAT: kv (key=value lines) or json (one object per line).
+    log_format: str = "kv"
+    # PSEUDONYMIZE: fields whose values login-metrics carries as keyed HMACs.
+    pseudonymize: frozenset[str] = frozenset()
+    # PSEUDONYMIZE_KEY: the HMAC secret; required when PSEUDONYMIZE is set.
+    pseudonymize_key: bytes = field(default=b"", repr=False)
     # KAFKA_PROP_*: librdkafka properties for every client,
     # KAFKA_PROP_SECURITY_PROTOCOL -> security.protocol.
-    kafka_props: Mapping[str, str] = field(default_factory=dict)
+    kafka_props: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold passwords
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -95,6 +102,9 @@ class Settings:
             shards_per_slice=_positive_int(env, "SHARDS_PER_SLICE", defaults.shards_per_slice),
             batch_size=_positive_int(env, "BATCH_SIZE", defaults.batch_size),
             log_level=_log_level(env),
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, defaults.log_format),
+            pseudonymize=_pseudonymize(env),
+            pseudonymize_key=_pseudonymize_key(env),
             kafka_props=kafka_props_from_env(env),
         )
 
@@ -224,3 +234,28 @@ def kafka_props_from_env(env: Mapping[str, str]) -> dict[str, str]:
         if name.startswith(prefix) and len(name) > len(prefix):
             props[name[len(prefix) :].lower().replace("_", ".")] = value
     return props
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    text = env.get(name, default).strip().lower()
+    if text not in allowed:
+        msg = f"{name}: must be one of {', '.join(allowed)}, got {text!r}"
+        raise ConfigError(msg)
+    return text
+
+
+def _pseudonymize(env: Mapping[str, str]) -> frozenset[str]:
+    names = frozenset(name.strip() for name in env.get("PSEUDONYMIZE", "").split(",") if name.strip())
+    unknown = sorted(names - set(FIELDS))
+    if unknown:
+        msg = f"PSEUDONYMIZE: unknown field {unknown[0]!r}; known fields: {', '.join(FIELDS)}"
+        raise ConfigError(msg)
+    return names
+
+
+def _pseudonymize_key(env: Mapping[str, str]) -> bytes:
+    key = env.get("PSEUDONYMIZE_KEY", "")
+    if env.get("PSEUDONYMIZE", "").strip() and len(key) < 16:
+        msg = "PSEUDONYMIZE_KEY: required with PSEUDONYMIZE, at least 16 characters"
+        raise ConfigError(msg)
+    return key.encode()

@@ -4,6 +4,8 @@ No wall clock is involved: the memory source finishes every partition like
 a bounded read, so every window closes by event time or at the end.
 """
 
+import hashlib
+import hmac
 import json
 import random
 from collections.abc import Callable
@@ -137,3 +139,17 @@ def test_random_skewed_input_matches_batch_answer(runner: Runner) -> None:
     assert len(out["late"]) == len(expected.late) > 0
     total = sum(len(v) for v in partitions.values())
     assert expected.counted + len(expected.rejects) + len(expected.late) == total
+
+
+def test_pseudonymized_fields_carry_a_keyed_hmac_and_counts_are_unchanged(runner: Runner) -> None:
+    partitions: dict[int, list[bytes | None]] = {0: [login(T0 + 1), login(T0 + 2), login(T0 + 3, user="u2")]}
+    plain = run(partitions, runner, SLICES="user_id+ip:1,app_version:1")
+    hidden = run(partitions, runner, SLICES="user_id+ip:1,app_version:1", PSEUDONYMIZE="ip,user_id",
+                 PSEUDONYMIZE_KEY="k" * 32)
+    expected_hmac = hmac.new(b"k" * 32, b"u1", hashlib.sha256).hexdigest()
+    keys = [v["key"] for v in metric_values(hidden["metrics"])]
+    assert {"user_id": expected_hmac, "ip": hmac.new(b"k" * 32, b"10.0.0.1", hashlib.sha256).hexdigest()} in keys
+    assert {"app_version": "2.3.0"} in keys, "fields not listed stay readable"
+    assert not any(b"10.0.0.1" in r.value or b"10.0.0.1" in r.key for r in hidden["metrics"])
+    assert sorted(v["count"] for v in metric_values(hidden["metrics"])) == sorted(
+        v["count"] for v in metric_values(plain["metrics"]))

@@ -202,3 +202,25 @@ def test_bad_setting_stops_the_dataflow_import_with_one_line_naming_the_variable
     assert len(lines) == 1
     assert "WINDOW_SECONDS" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"PSEUDONYMIZE": "ip,email", "PSEUDONYMIZE_KEY": "k" * 16}, "PSEUDONYMIZE"),
+        ({"PSEUDONYMIZE": "ip"}, "PSEUDONYMIZE_KEY"),
+        ({"PSEUDONYMIZE": "ip", "PSEUDONYMIZE_KEY": "short"}, "PSEUDONYMIZE_KEY"),
+    ],
+)
+def test_logging_and_pseudonymization_settings_are_checked(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}: "):
+        Settings.from_env(env)
+
+
+def test_pseudonymize_settings_parse_and_secrets_stay_out_of_repr() -> None:
+    settings = Settings.from_env({"PSEUDONYMIZE": "ip, user_id", "PSEUDONYMIZE_KEY": "a-long-enough-key",
+                                  "KAFKA_PROP_SASL_PASSWORD": "hunter2", "LOG_FORMAT": "JSON"})
+    assert settings.pseudonymize == frozenset({"ip", "user_id"})
+    assert settings.log_format == "json"
+    assert "hunter2" not in repr(settings) and "a-long-enough-key" not in repr(settings)

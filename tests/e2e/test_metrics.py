@@ -42,7 +42,8 @@ def test_metrics_endpoint_counts_what_the_run_produced(kafka_brokers: str, topic
     # Tail mode, so the process keeps serving /metrics after the last window:
     # historic event times close every window once all partitions are idle.
     env = flow_env(kafka_brokers, input_topic, topics,
-                   BYTEWAX_DATAFLOW_API_ENABLED="true", BYTEWAX_DATAFLOW_API_PORT=str(port))
+                   BYTEWAX_DATAFLOW_API_ENABLED="true", BYTEWAX_DATAFLOW_API_PORT=str(port),
+                   BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path / "dataflow.json"))
     with DataflowCluster(env, tmp_path, processes=1, workers=2):
         wait_until(lambda: metrics_from_records([r.value for r in collect(kafka_brokers, topics)["metrics"]])
                    == expected.metrics, timeout=120, interval=1.0, message="the run never completed")

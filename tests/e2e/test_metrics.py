@@ -43,10 +43,15 @@ def test_metrics_endpoint_counts_what_the_run_produced(kafka_brokers: str, topic
     # historic event times close every window once all partitions are idle.
     env = flow_env(kafka_brokers, input_topic, topics,
                    BYTEWAX_DATAFLOW_API_ENABLED="true", BYTEWAX_DATAFLOW_API_PORT=str(port),
-                   BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path / "dataflow.json"))
-    with DataflowCluster(env, tmp_path, processes=1, workers=2):
-        wait_until(lambda: metrics_from_records([r.value for r in collect(kafka_brokers, topics)["metrics"]])
-                   == expected.metrics, timeout=120, interval=1.0, message="the run never completed")
+                   # An existing directory for Bytewax's dataflow.json, not the repo.
+                   BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path))
+    with DataflowCluster(env, tmp_path, processes=1, workers=2) as cluster:
+
+        def completed() -> bool:
+            assert not cluster.any_exited(), f"the dataflow exited:\n{cluster.tail()}"
+            return metrics_from_records([r.value for r in collect(kafka_brokers, topics)["metrics"]]) == expected.metrics
+
+        wait_until(completed, timeout=120, interval=1.0, message="the run never completed")
         samples = wait_until(lambda: scrape(port), timeout=30, retry_on=(OSError,))
         out = collect(kafka_brokers, topics)
 

@@ -45,3 +45,20 @@ kafka-status:
 clean:
 	scripts/kafka down || true
 	rm -rf $(VENV) .cache
+
+# Benchmarks (bench/, BENCHMARKS.md): their own venvs under .cache/bench and
+# their own broker on free ports; results in bench/results/<timestamp>.json.
+BENCH_EVENTS ?= 1000000
+BENCH_RUNS ?= 3
+BENCH_SLOW_EVENTS ?= 50000
+BENCH_PY := .cache/bench/venv/bin/python
+
+.PHONY: bench bench-scaling
+
+bench:
+	$(PYTHON) -m bench.setup_venvs
+	$(BENCH_PY) -m bench --events $(BENCH_EVENTS) --runs $(BENCH_RUNS) --slow-events $(BENCH_SLOW_EVENTS)
+
+bench-scaling:
+	$(PYTHON) -m bench.setup_venvs
+	$(BENCH_PY) -m bench --scaling-only --events $(BENCH_EVENTS) --runs $(BENCH_RUNS)

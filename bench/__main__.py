@@ -1,0 +1,235 @@
+"""``python -m bench``: run every contender against one generated input, several times.
+
+    python -m bench --events 1000000 --runs 3            # what `make bench` runs
+    python -m bench --events 200000 --runs 1 --only loginflow-1x1,ceiling-raw
+    python -m bench --scaling-only                       # what `make bench-scaling` runs
+
+The harness starts its own broker, generates the input, runs the contenders
+round-robin (one run of each per round, so slow drifts in the machine's load
+spread over all of them), prints markdown tables and writes
+``bench/results/<timestamp>.json``. The broker is stopped on every exit path.
+
+Three sets: the main one on ``--events``; the slow peers (Quix, naive
+Bytewax) on ``--slow-events``, together with loginflow and the ceiling on
+that same smaller input; and, with ``--scaling``, loginflow layouts on 3 and
+6 partitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+
+from bench import runner
+from bench.broker import BenchBroker
+from bench.contenders import ALL, MAIN, SCALING, SLOW, Contender
+from bench.dataset import Dataset, DatasetSpec, build
+from bench.harness import HarnessSettings, RunResult, run_once
+from bench.report import Summary, main_table, notes_block, scaling_table, summarize, write_json
+from operators.settings import DEFAULT_SLICES, parse_slices
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+WORK_ROOT = REPO / ".cache" / "bench" / "runs"
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", "1000000")))
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
+    parser.add_argument("--slow-events", type=int, default=int(os.environ.get("BENCH_SLOW_EVENTS", "50000")),
+                        help="input size for the slow peers (Quix, naive Bytewax)")  # fmt: skip
+    parser.add_argument("--only", default="", help="comma-separated contender keys: " + ", ".join(ALL))
+    scaling = parser.add_mutually_exclusive_group()
+    scaling.add_argument("--scaling", action="store_true", help="also run loginflow layouts on 3 and 6 partitions")
+    scaling.add_argument("--scaling-only", action="store_true", help="only the scaling runs")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds one run may take before it is killed")
+    parser.add_argument("--quix-idle", type=float, default=5.0, help="Quix peer: stop after this many idle seconds")
+    parser.add_argument("--quix-grace", type=float, help="Quix peer's window grace, seconds (default: --lateness)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run loginflow under py-spy and print its hot spots (perturbs its timings)")  # fmt: skip
+    parser.add_argument("--window", type=int, default=60)
+    parser.add_argument("--lateness", type=float, default=10.0)
+    parser.add_argument("--slices", default=os.environ.get("BENCH_SLICES", DEFAULT_SLICES))
+    args = parser.parse_args(argv)
+    if min(args.events, args.slow_events, args.runs) < 1:
+        parser.error("--events, --slow-events and --runs must be positive")
+    unknown = {key for key in args.only.split(",") if key} - ALL.keys()
+    if unknown:
+        parser.error(f"unknown contender(s) {sorted(unknown)}; known: {', '.join(ALL)}")
+    return args
+
+
+def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
+    # Turn SIGTERM/SIGHUP into the same unwinding as Ctrl-C, so every
+    # `finally` (children, broker) runs.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _log(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("bytewax", "confluent-kafka", "orjson", "pandas"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    versions["quixstreams"] = "3.28.1 (own venv, see bench/requirements-quix.txt)"
+    versions["kafka"] = os.environ.get("KAFKA_VERSION", "4.4.0")
+    return versions
+
+
+def _git_state() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True,
+                               check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (uncommitted changes)" if dirty else "")
+
+
+def _run_round_robin(contenders: Sequence[Contender], dataset: Dataset, broker: BenchBroker,
+                     settings: HarnessSettings, runs: int) -> dict[str, list[RunResult]]:  # fmt: skip
+    """Run every contender once per round, `runs` rounds."""
+    results: dict[str, list[RunResult]] = {c.key: [] for c in contenders}
+    for round_index in range(runs):
+        for contender in contenders:
+            result = run_once(contender, dataset, broker, settings, round_index)
+            results[contender.key].append(result)
+            rate = f"{result.events_per_s:,.0f} ev/s" if result.events_per_s else "no rate"
+            detail = f"active {result.active_s}s, wall {result.wall_s}s, RSS {result.peak_rss_mib} MiB"
+            error = f" — {result.error.splitlines()[0]}" if result.error else ""
+            _log(f"[p{dataset.spec.partitions} run {round_index + 1}/{runs}] {contender.key}: {rate}, {detail}, "
+                 f"{result.verdict}{error}")  # fmt: skip
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status (non-zero only if the harness itself failed)."""
+    args = _parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    quix_grace = args.lateness if args.quix_grace is None else args.quix_grace
+    settings = HarnessSettings(args.window, args.lateness, args.slices, args.timeout, args.quix_idle, quix_grace,
+                               WORK_ROOT / stamp, args.profile)  # fmt: skip
+    slices = parse_slices(args.slices)
+    wanted = {key for key in args.only.split(",") if key}
+    main_set = [] if args.scaling_only else [c for c in MAIN if not wanted or c.key in wanted]
+    slow_set = [] if args.scaling_only else [c for c in SLOW if not wanted or c.key in wanted]
+    if args.slow_events >= args.events:
+        # The slow peers can afford the full input: one table.
+        main_set += [c for c in slow_set if c not in main_set]
+        slow_set = []
+    elif not any(c not in MAIN for c in slow_set):
+        slow_set = []  # only loginflow/ceiling again: nothing to compare them with
+    meta: dict[str, object] = {
+        "started": stamp,
+        "command": " ".join([os.path.basename(sys.executable), "-m", "bench", *(argv or sys.argv[1:])]),
+        "events": args.events,
+        "slow_events": args.slow_events if slow_set else None,
+        "runs": args.runs,
+        "quix_grace_s": quix_grace,
+        "cpus": os.cpu_count(),
+        "load_at_start": os.getloadavg(),
+        "versions": _versions(),
+        "git": _git_state(),
+        # Settings that reach the contenders through the environment (e.g. KAFKA_PROP_*).
+        "environment": {k: v for k, v in os.environ.items() if k.startswith(("KAFKA_PROP_", "BENCH_"))},
+        "window_s": args.window,
+        "lateness_s": args.lateness,
+        "slices": args.slices,
+    }
+    all_runs: list[RunResult] = []
+    inputs: dict[str, dict[str, object]] = {}
+    summaries: list[Summary] = []
+    slow: list[Summary] = []
+    scaling: list[Summary] = []
+    started = time.monotonic()
+    try:
+        with BenchBroker() as broker:
+            datasets: dict[tuple[int, int], Dataset] = {}
+
+            def dataset(events: int, partitions: int) -> Dataset:
+                if (events, partitions) not in datasets:
+                    # A smaller input keeps the events per second of event time: the span
+                    # shrinks with it, so read skew between partitions (a few thousand
+                    # messages) spans the same event time as on the full input.
+                    span = DatasetSpec.span_s * min(1.0, events / args.events)
+                    _log(f"generating {events:,} events over {span:,.0f} s of event time on {partitions} partitions")
+                    spec = DatasetSpec(events=events, partitions=partitions, span_s=span)
+                    datasets[(events, partitions)] = build(broker.bootstrap, f"bench-input-{events}-p{partitions}",
+                                                           spec, slices, args.window, args.lateness)  # fmt: skip
+                    _log(f"input ready: {datasets[(events, partitions)].summary()}")
+                return datasets[(events, partitions)]
+
+            by_key: dict[tuple[str, int, int], list[RunResult]] = {}
+
+            def measure(contenders: Sequence[Contender], events: int, partitions: int) -> list[Summary]:
+                todo = [c for c in contenders if (c.key, events, partitions) not in by_key]
+                if todo:
+                    results = _run_round_robin(todo, dataset(events, partitions), broker, settings, args.runs)
+                    by_key.update({(key, events, partitions): runs for key, runs in results.items()})
+                return [summarize(c, partitions, by_key[(c.key, events, partitions)]) for c in contenders]
+
+            if main_set:
+                summaries = measure(main_set, args.events, 3)
+            if slow_set:
+                slow = measure(slow_set, args.slow_events, 3)
+            if args.scaling or args.scaling_only:
+                for partitions in (3, 6):
+                    scaling += measure(SCALING, args.events, partitions)
+            all_runs = [run for runs in by_key.values() for run in runs]
+            inputs.update({f"{e}-p{p}": d.summary() for (e, p), d in datasets.items()})
+            meta["inputs"] = inputs
+    except KeyboardInterrupt as exc:
+        _log(f"interrupted ({exc}); children and broker stopped")
+        return 130
+    finally:
+        runner.kill_all()
+    meta["load_at_end"] = os.getloadavg()
+    meta["duration_s"] = round(time.monotonic() - started, 1)
+
+    path = RESULTS_DIR / f"{stamp}.json"
+    write_json(path, meta, all_runs, [*summaries, *slow, *scaling])
+    print(f"## loginflow benchmark, median of {args.runs} run(s), {stamp}\n")
+    for name, facts in inputs.items():
+        print(f"- input {name}: {facts}")
+    print()
+    if summaries:
+        print(f"### {args.events:,} events, 3 partitions\n\n" + main_table(summaries) + "\n")
+    if slow:
+        print(f"### slow peers: {args.slow_events:,} events, 3 partitions\n\n" + main_table(slow) + "\n")
+    if scaling:
+        print(f"### scaling: {args.events:,} events\n\n" + scaling_table(scaling) + "\n")
+    for run in all_runs:
+        if run.hotspots:
+            print(f"### py-spy hot spots, {run.contender} run {run.run + 1} on {run.input_topic}\n")
+            for kind, rows in run.hotspots.items():
+                print(f"{kind}: " + ", ".join(f"{name} {share:.1%}" for name, share in rows[:12]) + "\n")
+    notes = notes_block([*summaries, *slow, *scaling])
+    if notes:
+        print("notes:\n" + notes + "\n")
+    print(f"load average {meta['load_at_start']} -> {meta['load_at_end']}; {meta['duration_s']} s in all; "
+          f"results: {path.relative_to(REPO)}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

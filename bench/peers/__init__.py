@@ -1,0 +1,1 @@
+"""Small, faithful programs that do loginflow's job another way, plus the consume ceiling."""

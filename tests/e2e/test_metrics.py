@@ -49,7 +49,8 @@ def test_metrics_endpoint_counts_what_the_run_produced(kafka_brokers: str, topic
 
         def completed() -> bool:
             assert not cluster.any_exited(), f"the dataflow exited:\n{cluster.tail()}"
-            return metrics_from_records([r.value for r in collect(kafka_brokers, topics)["metrics"]]) == expected.metrics
+            records = collect(kafka_brokers, topics)["metrics"]
+            return metrics_from_records([r.value for r in records]) == expected.metrics
 
         wait_until(completed, timeout=120, interval=1.0, message="the run never completed")
         samples = wait_until(lambda: scrape(port), timeout=30, retry_on=(OSError,))

@@ -221,12 +221,13 @@ class WindowShard:
             return []
         spec = self.slices[self.slice_index]
         emitted: list[WindowCount] = []
+        minimum = spec.min_count
         for start in closing:
             keys = self.windows.pop(start)
-            for values in sorted(keys):
-                count = keys[values]
-                if count >= spec.min_count:
-                    emitted.append(WindowCount(start, start + window, spec, values, count))
+            # Filter before sorting: most user keys never reach a minimum of 2.
+            kept = keys.items() if minimum <= 1 else [item for item in keys.items() if item[1] >= minimum]
+            end = start + window
+            emitted.extend(WindowCount(start, end, spec, values, count) for values, count in sorted(kept))
         return emitted
 
     def snapshot(self) -> ShardSnapshot:

@@ -19,7 +19,7 @@ import math
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable, NamedTuple
 
@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 KeyValues = tuple[str, ...]
 WindowKey = tuple[int, KeyValues]
-BUCKET_CACHE_LIMIT = 1_000_000
 """(window_start, key values in slice field order)."""
 
 
@@ -88,9 +87,6 @@ class ShardCounter:
     slices: tuple[SliceSpec, ...]
     window_seconds: int
     buckets: int
-    # Key values -> bucket, remembered across batches: hashing a key costs more
-    # than looking it up, and the same users keep coming back. Bounded below.
-    _bucket_cache: dict[KeyValues, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, batch: PartitionBatch) -> list[tuple[str, ShardUpdate]]:
         """Count `batch` per (slice, window, key) and route it to shards.
@@ -98,8 +94,6 @@ class ShardCounter:
         Every shard hears of a watermark change, even without counts, because
         a shard can only close windows once it has heard from every partition.
         """
-        if len(self._bucket_cache) > BUCKET_CACHE_LIMIT:
-            self._bucket_cache.clear()
         window = self.window_seconds
         starts = [int(event.event_time // window) * window for event in batch.events]
         updates: list[tuple[str, ShardUpdate]] = []
@@ -107,7 +101,7 @@ class ShardCounter:
             getter = key_getter(spec)
             per_window = Counter(zip(starts, map(getter, batch.events), strict=True))
             per_bucket: list[dict[WindowKey, int]] = [{} for _ in range(self.buckets)]
-            bucket_cache = self._bucket_cache
+            bucket_cache: dict[KeyValues, int] = {}
             for window_key, count in per_window.items():
                 values = window_key[1]
                 bucket = bucket_cache.get(values)

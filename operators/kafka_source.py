@@ -145,19 +145,11 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         )
         if resume_state is None:
             start = low if settings.start_offset == "earliest" else high
-            self._tracker = PartitionTracker(
-                partition, partition_count, settings.window_seconds, settings.allowed_lateness_seconds
-            )
         else:
             start = resume_state.next_offset
-            self._tracker = PartitionTracker(
-                partition,
-                partition_count,
-                settings.window_seconds,
-                settings.allowed_lateness_seconds,
-                resume_state.max_event_time,
-                resume_state.watermark,
-            )
+        self._tracker = PartitionTracker.resume(
+            partition, partition_count, settings.window_seconds, settings.allowed_lateness_seconds, resume_state
+        )
         self._next_offset = start
         # A bounded read stops at the end the log had when the run started.
         self._end_offset = high if settings.stop_at_end else None
@@ -270,7 +262,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
 
     def snapshot(self) -> PartitionState:
         """The next offset to read, with the watermark it had been reached at."""
-        return PartitionState(self._next_offset, self._tracker.max_event_time, self._tracker.watermark)
+        return self._tracker.state(self._next_offset)
 
     def close(self) -> None:
         """Leave the broker cleanly."""

@@ -39,12 +39,10 @@ class MemorySource(FixedPartitionedSource[PartitionBatch, PartitionState]):
     ) -> "_MemoryPartition":
         """Start at the resume offset, or at the beginning."""
         partition = int(for_part)
-        tracker = PartitionTracker(partition, len(self.partitions), self.window_seconds, self.allowed_lateness)
-        offset = 0
-        if resume_state is not None:
-            offset = resume_state.next_offset
-            tracker.max_event_time = resume_state.max_event_time
-            tracker.watermark = resume_state.watermark
+        tracker = PartitionTracker.resume(
+            partition, len(self.partitions), self.window_seconds, self.allowed_lateness, resume_state
+        )
+        offset = 0 if resume_state is None else resume_state.next_offset
         return _MemoryPartition(self.partitions[partition], tracker, offset, self.batch_size)
 
 
@@ -69,4 +67,4 @@ class _MemoryPartition(StatefulSourcePartition[PartitionBatch, PartitionState]):
         return [self.tracker.track(raws, finished=self.finished)]
 
     def snapshot(self) -> PartitionState:
-        return PartitionState(self.offset, self.tracker.max_event_time, self.tracker.watermark)
+        return self.tracker.state(self.offset)

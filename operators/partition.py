@@ -86,6 +86,26 @@ class PartitionTracker:
         self.watermark = watermark
         self._reported_watermark = -math.inf
 
+    @classmethod
+    def resume(
+        cls,
+        partition: int,
+        partition_count: int,
+        window_seconds: int,
+        allowed_lateness: float,
+        state: PartitionState | None,
+    ) -> "PartitionTracker":
+        """A tracker continuing from a source snapshot, or a fresh one without."""
+        if state is None:
+            return cls(partition, partition_count, window_seconds, allowed_lateness)
+        return cls(
+            partition, partition_count, window_seconds, allowed_lateness, state.max_event_time, state.watermark
+        )
+
+    def state(self, next_offset: int) -> PartitionState:
+        """The snapshot of a partition whose next read is `next_offset`."""
+        return PartitionState(next_offset, self.max_event_time, self.watermark)
+
     def track(self, messages: list[RawMessage], *, finished: bool = False) -> PartitionBatch:
         """Classify `messages` (in offset order) as events, rejects or late events."""
         events: list[LoginEvent] = []

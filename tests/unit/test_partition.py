@@ -6,7 +6,7 @@ import math
 import pytest
 
 from operators.events import RawMessage
-from operators.partition import LateEvent, PartitionBatch, PartitionTracker, Reject, window_start
+from operators.partition import LateEvent, PartitionBatch, PartitionState, PartitionTracker, Reject, window_start
 
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z, a window boundary for 60 s windows
 
@@ -317,3 +317,14 @@ def test_tracked_window_start_matches_window_start() -> None:
     t.track(messages(login(T0 + 200)))
     batch = t.track(messages(login(T0 + 119.75)))
     assert [late.window_start for late in batch.late] == [window_start(T0 + 119.75, 60)] == [T0 + 60]
+
+
+def test_resume_from_state_round_trips_and_none_starts_fresh() -> None:
+    tracker = PartitionTracker(3, 4, 60, 10.0)
+    tracker.track([RawMessage(None, json.dumps({"user_id": "u", "timestamp": T0 + 70}).encode(), 3, 0)])
+    state = tracker.state(next_offset=1)
+    assert state == PartitionState(1, T0 + 70, T0 + 60)
+    resumed = PartitionTracker.resume(3, 4, 60, 10.0, state)
+    assert (resumed.max_event_time, resumed.watermark) == (T0 + 70, T0 + 60)
+    fresh = PartitionTracker.resume(3, 4, 60, 10.0, None)
+    assert (fresh.max_event_time, fresh.watermark) == (-math.inf, -math.inf)

@@ -26,22 +26,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
 from confluent_kafka import OFFSET_BEGINNING
 
-from bench.peers.common import PeerArgs, Stopwatch, field_indexes, metric_record, parse_args, write_results
+from bench.peers.common import Counters, PeerArgs, Stopwatch, field_indexes, metric_record, parse_args, write_results
 from operators.events import LoginEvent, parse_value
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SEP = "\x1f"
 PRODUCER_CONFIG = {"enable.idempotence": "true", "linger.ms": "5", "compression.type": "lz4"}
-
-
-class Counters:
-    """Plain counters the flow's functions update; one worker, so no races."""
-
-    def __init__(self) -> None:
-        self.consumed = 0
-        self.rejected = 0
-        self.late = 0
-        self.emitted = 0
 
 
 def _options(parser: argparse.ArgumentParser) -> None:

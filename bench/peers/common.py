@@ -44,6 +44,17 @@ class PeerArgs:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Counters:
+    """What a peer saw, for its results file; each peer updates them from one thread."""
+
+    consumed: int = 0
+    rejected: int = 0
+    late: int = 0
+    emitted: int = 0
+    slice_totals: dict[str, int] = field(default_factory=dict)
+
+
 def parse_args(description: str, add: Callable[[argparse.ArgumentParser], None] | None = None) -> PeerArgs:
     """Parse the shared options, plus any a peer adds."""
     parser = argparse.ArgumentParser(description=description)

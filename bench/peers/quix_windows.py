@@ -32,21 +32,10 @@ from typing import Any
 from quixstreams import Application
 from quixstreams.models import Deserializer, IgnoreMessage, Serializer, TimestampType
 
-from bench.peers.common import PeerArgs, Stopwatch, field_indexes, metric_record, parse_args, write_results
+from bench.peers.common import Counters, PeerArgs, Stopwatch, field_indexes, metric_record, parse_args, write_results
 from operators.events import LoginEvent, parse_value
 
 SEP = "\x1f"
-
-
-class Counters:
-    """Counters updated from Quix callbacks; Quix processes on one thread."""
-
-    def __init__(self) -> None:
-        self.consumed = 0
-        self.rejected = 0
-        self.late = 0
-        self.emitted = 0
-        self.slice_totals: dict[str, int] = {}
 
 
 class LoginDeserializer(Deserializer):

@@ -14,13 +14,13 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from operators.events import RawMessage, new_raw_message
 from operators.logs import kv
 from operators.metrics import REJECTS, PartitionGauges
 from operators.partition import PartitionBatch, PartitionState, PartitionTracker
 from operators.settings import Settings
+from operators.topics import PERMANENT_ERRORS, KafkaSetupError, fetch_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +33,7 @@ HEAD_CHECK_TIMEOUT_S = 1.0
 LAG_CHECK_INTERVAL_S = 1.0
 
 
-# Errors a retry cannot fix; anything else librdkafka keeps retrying itself.
-_PERMANENT_READ_ERRORS = frozenset(
-    {
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._UNKNOWN_PARTITION,
-        KafkaError._UNKNOWN_TOPIC,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError._AUTHENTICATION,
-    }
-)
-
-
-class SourceError(RuntimeError):
+class SourceError(KafkaSetupError):
     """The input topic cannot be read as configured."""
 
 
@@ -56,35 +44,8 @@ def _log_client_error(error: KafkaError) -> None:
 
 
 def list_partitions(settings: Settings) -> list[int]:
-    """The partition ids of the input topic, failing clearly if it is missing.
-
-    Authentication failures end the wait at once: librdkafka would otherwise
-    keep retrying them until the metadata timeout, which looks like a hang.
-    """
-    fatal: list[KafkaError] = []
-
-    def on_error(error: KafkaError) -> None:
-        _log_client_error(error)
-        if error.code() in _PERMANENT_READ_ERRORS or error.fatal():
-            fatal.append(error)
-
-    config: dict[str, Any] = {**settings.kafka_config(), "error_cb": on_error}
-    admin = AdminClient(config)
-    deadline = time.monotonic() + METADATA_TIMEOUT_S
-    while True:
-        try:
-            metadata = admin.list_topics(settings.input_topic, timeout=1.0)
-            break
-        except KafkaException as exc:
-            admin.poll(0)  # serve error callbacks
-            if fatal or time.monotonic() >= deadline:
-                reason = fatal[0].str() if fatal else str(exc)
-                msg = (
-                    f"cannot read metadata for INPUT_TOPIC={settings.input_topic!r} "
-                    f"from KAFKA_BROKERS={settings.brokers!r}: {reason}"
-                )
-                logger.error("%s", msg)
-                raise SourceError(msg) from exc
+    """The partition ids of the input topic, failing clearly if it is missing."""
+    _admin, metadata = fetch_metadata(settings, settings.input_topic, "INPUT_TOPIC")
     topic = metadata.topics.get(settings.input_topic)
     if topic is None or topic.error is not None or not topic.partitions:
         problem = topic.error if topic is not None else "not found"
@@ -183,7 +144,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
                 if error.code() == KafkaError._PARTITION_EOF:
                     at_head = True
                     continue
-                if error.fatal() or error.code() in _PERMANENT_READ_ERRORS:
+                if error.fatal() or error.code() in PERMANENT_ERRORS:
                     msg = f"reading partition {self.partition} of {self.settings.input_topic!r}: {error.str()}"
                     raise SourceError(msg)
                 logger.warning("retriable read error %s", kv(partition=self.partition, reason=error.str()))

@@ -47,7 +47,8 @@ clean:
 	rm -rf $(VENV) .cache
 
 # Benchmarks (bench/, BENCHMARKS.md): their own venvs under .cache/bench and
-# their own broker on free ports; results in bench/results/<timestamp>.json.
+# their own broker on free ports; results in bench/results/<timestamp>.json,
+# which `bench` then renders into BENCHMARKS.md and bench/chart.png.
 BENCH_EVENTS ?= 1000000
 BENCH_RUNS ?= 3
 BENCH_SLOW_EVENTS ?= 50000
@@ -58,6 +59,7 @@ BENCH_PY := .cache/bench/venv/bin/python
 bench:
 	$(PYTHON) -m bench.setup_venvs
 	$(BENCH_PY) -m bench --events $(BENCH_EVENTS) --runs $(BENCH_RUNS) --slow-events $(BENCH_SLOW_EVENTS)
+	$(BENCH_PY) -m bench.publish
 
 bench-scaling:
 	$(PYTHON) -m bench.setup_venvs

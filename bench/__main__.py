@@ -35,7 +35,7 @@ from bench.broker import BenchBroker
 from bench.contenders import ALL, MAIN, SCALING, SLOW, Contender
 from bench.dataset import Dataset, DatasetSpec, build
 from bench.harness import HarnessSettings, RunResult, run_once
-from bench.report import Summary, main_table, notes_block, scaling_table, summarize, write_json
+from bench.report import Summary, machine_facts, main_table, notes_block, scaling_table, summarize, write_json
 from operators.settings import DEFAULT_SLICES, parse_slices
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": args.runs,
         "quix_grace_s": quix_grace,
         "cpus": os.cpu_count(),
+        "machine": machine_facts(),
         "load_at_start": os.getloadavg(),
         "versions": _versions(),
         "git": _git_state(),

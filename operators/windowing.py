@@ -20,11 +20,13 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 from typing import Callable, NamedTuple
 
 from bytewax.operators import StatefulBatchLogic
 
+from operators.collector import relax_collector
 from operators.logs import kv
 from operators.metrics import RECORDS_EMITTED, WINDOWS_EMITTED, ClosingWatermark
 from operators.partition import PartitionBatch
@@ -37,6 +39,10 @@ WindowKey = tuple[int, KeyValues]
 """(window_start, key values in slice field order)."""
 
 
+WindowCounts = dict[int, dict[KeyValues, int]]
+"""window_start -> key values -> count."""
+
+
 class ShardUpdate(NamedTuple):
     """One batch's contribution to one shard: counts plus the partition's progress."""
 
@@ -45,7 +51,7 @@ class ShardUpdate(NamedTuple):
     partition_count: int
     watermark: float
     finished: bool
-    counts: dict[WindowKey, int]
+    counts: WindowCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,16 @@ class WindowCount:
     slice: SliceSpec
     values: KeyValues
     count: int
+
+
+ROUTING_PREFERENCE: tuple[str, ...] = ("user_id", "device_id", "ip", "locale", "app_version", "device_type")
+"""Fields by how many distinct values they usually have, most first."""
+
+HIGH_CARDINALITY = frozenset(ROUTING_PREFERENCE[:3])
+"""Fields whose keys rarely repeat within one read batch."""
+
+ROUTING_VERSION = 2
+"""Bumped whenever a key would land in a different shard than before."""
 
 
 def shard_key(spec: SliceSpec, bucket: int) -> str:
@@ -75,18 +91,44 @@ def key_getter(spec: SliceSpec) -> Callable[[tuple], KeyValues]:
     return getter
 
 
-def bucket_of(values: KeyValues, buckets: int) -> int:
+def routing_index(spec: SliceSpec) -> int:
+    """Which of the slice's key values chooses its shard.
+
+    Its most selective field: the two user slices then share one hash per
+    user, and a slice keyed by user spreads over every shard even when its
+    other fields have three values.
+    """
+    best = min(spec.fields, key=ROUTING_PREFERENCE.index)
+    return spec.fields.index(best)
+
+
+def bucket_of(value: str, buckets: int) -> int:
     """A hash bucket stable across processes (Python's own `hash` is salted)."""
-    return zlib.crc32("\x1f".join(values).encode()) % buckets
+    return zlib.crc32(value.encode()) % buckets
 
 
-@dataclass(frozen=True)
+def shard_of(spec: SliceSpec, values: KeyValues, buckets: int) -> str:
+    """The shard that holds `values` of `spec`."""
+    return shard_key(spec, bucket_of(values[routing_index(spec)], buckets))
+
+
+_event_time = itemgetter(0)
+
+
 class ShardCounter:
     """Splits a partition batch into per-shard updates. Used as a `flat_map`."""
 
-    slices: tuple[SliceSpec, ...]
-    window_seconds: int
-    buckets: int
+    def __init__(self, slices: tuple[SliceSpec, ...], window_seconds: int, buckets: int) -> None:
+        """Count `slices` in tumbling windows of `window_seconds`, `buckets` shards each."""
+        self.slices = slices
+        self.window_seconds = window_seconds
+        self.buckets = buckets
+        self._getters = [key_getter(spec) for spec in slices]
+        self._routing = [routing_index(spec) for spec in slices]
+        self._mostly_distinct = [
+            spec.fields[index] in HIGH_CARDINALITY for spec, index in zip(slices, self._routing, strict=True)
+        ]
+        self._shard_keys = [[shard_key(spec, bucket) for bucket in range(buckets)] for spec in slices]
 
     def __call__(self, batch: PartitionBatch) -> list[tuple[str, ShardUpdate]]:
         """Count `batch` per (slice, window, key) and route it to shards.
@@ -95,19 +137,34 @@ class ShardCounter:
         a shard can only close windows once it has heard from every partition.
         """
         window = self.window_seconds
-        starts = [int(event.event_time // window) * window for event in batch.events]
+        buckets = self.buckets
+        events = batch.events
+        starts = [int(time // window) * window for time in map(_event_time, events)]
+        # Routing values repeat across slices (user_id) and events: hash each once per batch.
+        bucket_cache: dict[str, int] = {}
         updates: list[tuple[str, ShardUpdate]] = []
-        for slice_index, spec in enumerate(self.slices):
-            getter = key_getter(spec)
-            per_window = Counter(zip(starts, map(getter, batch.events), strict=True))
-            per_bucket: list[dict[WindowKey, int]] = [{} for _ in range(self.buckets)]
-            bucket_cache: dict[KeyValues, int] = {}
-            for window_key, count in per_window.items():
-                values = window_key[1]
-                bucket = bucket_cache.get(values)
+        for slice_index, getter in enumerate(self._getters):
+            routing = self._routing[slice_index]
+            per_bucket: list[WindowCounts] = [{} for _ in range(buckets)]
+            if self._mostly_distinct[slice_index]:
+                # About one event per key and batch: counting first would only
+                # add a pass, so add each event to its shard's counts directly.
+                keyed: Iterable[tuple[tuple[int, KeyValues], int]] = zip(
+                    zip(starts, map(getter, events), strict=True), repeat(1)
+                )
+            else:
+                keyed = Counter(zip(starts, map(getter, events), strict=True)).items()
+            for (start, values), count in keyed:
+                routed_by = values[routing]
+                bucket = bucket_cache.get(routed_by)
                 if bucket is None:
-                    bucket = bucket_cache[values] = bucket_of(values, self.buckets)
-                per_bucket[bucket][window_key] = count
+                    bucket = bucket_cache[routed_by] = zlib.crc32(routed_by.encode()) % buckets
+                windows = per_bucket[bucket]
+                keys = windows.get(start)
+                if keys is None:
+                    keys = windows[start] = {}
+                keys[values] = keys.get(values, 0) + count
+            shard_keys = self._shard_keys[slice_index]
             for bucket, counts in enumerate(per_bucket):
                 if not counts and not batch.progressed:
                     continue
@@ -119,8 +176,24 @@ class ShardCounter:
                     batch.finished,
                     counts,
                 )
-                updates.append((shard_key(spec, bucket), update))
+                updates.append((shard_keys[bucket], update))
         return updates
+
+
+def merge_counts(into: dict[KeyValues, int], counts: dict[KeyValues, int]) -> None:
+    """Add `counts` to `into`, key by key.
+
+    Most keys of the user slices are new to the window, so the bulk goes
+    through C-level `dict.update`; only keys present on both sides are summed
+    in Python.
+    """
+    both = into.keys() & counts.keys()
+    if both:
+        summed = {values: into[values] + counts[values] for values in both}
+        into.update(counts)
+        into.update(summed)
+    else:
+        into.update(counts)
 
 
 class ShardSnapshot(NamedTuple):
@@ -132,7 +205,9 @@ class ShardSnapshot(NamedTuple):
     partition_count: int
     watermarks: dict[int, float]
     closed_through: float
-    windows: dict[int, dict[KeyValues, int]]
+    windows: WindowCounts
+    # Snapshots from before routing was versioned unpickle with 1.
+    routing: int = 1
 
 
 class WindowShard:
@@ -154,7 +229,7 @@ class WindowShard:
         self.watermarks: dict[int, float] = {}
         # Everything ending at or before this has been emitted.
         self.closed_through = -math.inf
-        self.windows: dict[int, dict[KeyValues, int]] = {}
+        self.windows: WindowCounts = {}
         self.misrouted = 0
         if snapshot is not None:
             self._restore(snapshot)
@@ -169,6 +244,12 @@ class WindowShard:
             if was != now:
                 msg = f"{name}: recovery state was written with {was}, now {now}; use a new recovery directory"
                 raise ValueError(msg)
+        if snapshot.routing != ROUTING_VERSION:
+            msg = (
+                f"SHARDS_PER_SLICE: recovery state routes keys to shards by scheme {snapshot.routing}, "
+                f"this version by scheme {ROUTING_VERSION}; use a new recovery directory"
+            )
+            raise ValueError(msg)
         names = [spec.name for spec in self.slices]
         if snapshot.slice_name and snapshot.slice_name not in names:
             msg = f"SLICES: recovery state holds slice {snapshot.slice_name!r}, which is no longer configured"
@@ -192,20 +273,23 @@ class WindowShard:
         for update in updates:
             self.slice_index = update.slice_index
             self.partition_count = max(self.partition_count, update.partition_count)
-            for (start, values), count in update.counts.items():
+            for start, counts in update.counts.items():
                 if start + window <= self.closed_through:
                     # Cannot happen while partitions reach shards in order; if it
                     # does, say so loudly rather than emit a second, partial count.
-                    self.misrouted += count
+                    self.misrouted += sum(counts.values())
                     logger.error(
-                        "count for an emitted window %s",
-                        kv(window_start=start, values=values, count=count, partition=update.partition),
+                        "counts for an emitted window %s",
+                        kv(window_start=start, keys=len(counts), count=sum(counts.values()),
+                           partition=update.partition),
                     )
                     continue
                 keys = self.windows.get(start)
                 if keys is None:
-                    keys = self.windows[start] = {}
-                keys[values] = keys.get(values, 0) + count
+                    # The update was built for this shard alone and is not used again.
+                    self.windows[start] = counts
+                else:
+                    merge_counts(keys, counts)
             progress = math.inf if update.finished else update.watermark
             if progress > self.watermarks.get(update.partition, -math.inf):
                 self.watermarks[update.partition] = progress
@@ -240,6 +324,7 @@ class WindowShard:
             dict(self.watermarks),
             self.closed_through,
             {start: keys.copy() for start, keys in self.windows.items()},
+            ROUTING_VERSION,
         )
 
 
@@ -254,6 +339,8 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, WindowCount, ShardSnapsho
         resume_state: ShardSnapshot | None,
     ) -> None:
         """Build or resume one shard; Bytewax passes `resume_state` last."""
+        # The shards hold the long-lived state that default collections keep walking.
+        relax_collector()
         self.shard = WindowShard(slices, window_seconds, buckets, resume_state)
         # Bytewax snapshots every stateful step each epoch, recovery or not;
         # reuse the last copy while nothing changed.

@@ -5,7 +5,9 @@ import math
 
 import pytest
 
+from operators import events, jsonio
 from operators.events import MAX_EVENT_TIME, MIN_EVENT_TIME, UNKNOWN, LoginEvent, parse_event_time, parse_value
+from tools.generator import GeneratorConfig, generate
 
 T = 1_694_479_551  # 2023-09-12, comfortably inside the accepted range
 
@@ -252,3 +254,48 @@ def test_first_bad_optional_field_in_contract_order_is_reported() -> None:
 def test_timestamp_is_checked_before_optional_fields() -> None:
     assert parse_value(doc(ip=1, timestamp="x")) == "bad_format:timestamp"
 
+
+
+def _general_path(value: bytes | None) -> object:
+    """The contract checked one rule at a time, bypassing the fast path."""
+    if value is None:
+        return "tombstone"
+    try:
+        doc = jsonio.loads(value)
+    except jsonio.JSONDecodeError:
+        return events._undecodable(value)
+    return events._check_document(doc)
+
+
+def test_fast_path_agrees_with_the_general_rules_on_generated_traffic() -> None:
+    config = GeneratorConfig(count=5_000, users=200, bad_fraction=0.2, missing_device_type=0.1,
+                             odd_timestamps=0.2, seed=7)  # fmt: skip
+    values = [message.value for message in generate(config)]
+    fast = [parse_value(value) for value in values]
+    assert fast == [_general_path(value) for value in values]
+    # Both paths were exercised: most messages are valid, many are not.
+    assert 0.5 < sum(isinstance(result, LoginEvent) for result in fast) / len(fast) < 0.95
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"timestamp": 1709251200, "user_id": "u", "app_version": "1", "device_type": "d", "ip": "i", '
+        b'"locale": "l", "device_id": ""}',
+        b'{"timestamp": 1709251200, "user_id": "u", "app_version": 1, "device_type": "d", "ip": "i", '
+        b'"locale": "l", "device_id": "x"}',
+        b'{"timestamp": true, "user_id": "u", "app_version": "1", "device_type": "d", "ip": "i", '
+        b'"locale": "l", "device_id": "x"}',
+        b'{"timestamp": 99999999999999999999999, "user_id": "u", "app_version": "1", "device_type": "d", '
+        b'"ip": "i", "locale": "l", "device_id": "x"}',
+        b'{"timestamp": 1709251200, "user_id": "", "app_version": "1", "device_type": "d", "ip": "i", '
+        b'"locale": "l", "device_id": "x"}',
+        b'[1709251200, "u"]',
+        b'"text"',
+        b"",
+        b"\xff",
+        None,
+    ],
+)
+def test_fast_path_agrees_with_the_general_rules_on_edge_shapes(value: bytes | None) -> None:
+    assert parse_value(value) == _general_path(value)

@@ -53,26 +53,34 @@ class Pseudonymizer:
         )
 
 
+@lru_cache(maxsize=1024)
+def _metric_prefixes(window_start: int, window_end: int, slice_name: str) -> tuple[bytes, bytes]:
+    """The leading bytes shared by every key, and every value, of one window of one slice."""
+    start = isoformat_utc(window_start)
+    key_prefix = jsonio.dumps([start, slice_name])[:-1] + b","
+    head = {"window_start": start, "window_end": isoformat_utc(window_end), "slice": slice_name}
+    value_prefix = jsonio.dumps(head)[:-1] + b',"key":'
+    return key_prefix, value_prefix
+
+
 def encode_metric(window_count: WindowCount, pseudonymizer: Pseudonymizer | None = None) -> KafkaRecord:
     """The login-metrics record of one (window, slice, key) count.
 
     The Kafka key names the window, slice and key values, so a replayed record
-    overwrites its first copy in a compacted topic.
+    overwrites its first copy in a compacted topic. Both are compact JSON:
+    ``["<window_start>","<slice>",<values>...]`` and ``{"window_start":...,
+    "window_end":...,"slice":...,"key":{<field>:<value>...},"count":n}``.
     """
-    start = isoformat_utc(window_count.window_start)
     spec = window_count.slice
     values = window_count.values
     if pseudonymizer is not None:
         values = pseudonymizer.apply(spec.fields, values)
-    value = {
-        "window_start": start,
-        "window_end": isoformat_utc(window_count.window_end),
-        "slice": spec.name,
-        "key": dict(zip(spec.fields, values, strict=True)),
-        "count": window_count.count,
-    }
-    key = jsonio.dumps([start, spec.name, *values])
-    return KafkaRecord(key, jsonio.dumps(value), [])
+    # A window emits thousands of records: its shared JSON is encoded once.
+    key_prefix, value_prefix = _metric_prefixes(window_count.window_start, window_count.window_end, spec.name)
+    key = key_prefix + jsonio.dumps(values)[1:]
+    key_object = jsonio.dumps(dict(zip(spec.fields, values, strict=True)))
+    value = b"%s%s,\"count\":%d}" % (value_prefix, key_object, window_count.count)
+    return KafkaRecord(key, value, [])
 
 
 def encode_keyed_metric(item: tuple[str, WindowCount], pseudonymizer: Pseudonymizer | None = None) -> KafkaRecord:

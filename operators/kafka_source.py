@@ -9,11 +9,12 @@ Bytewax event clock's habit of storing system time does not apply here.
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from operators.events import RawMessage, new_raw_message
 from operators.logs import kv
@@ -31,6 +32,16 @@ IDLE_POLL = timedelta(milliseconds=20)
 IDLE_PROGRESS_INTERVAL_S = 0.25
 HEAD_CHECK_TIMEOUT_S = 1.0
 LAG_CHECK_INTERVAL_S = 1.0
+
+
+def _offset_of(message: Message) -> int:
+    """The offset of a readable message; only error events have none."""
+    return cast(int, message.offset())
+
+
+def _no_message(index: int) -> RawMessage:
+    msg = f"no message {index} in an empty read"
+    raise IndexError(msg)
 
 
 class SourceError(KafkaSetupError):
@@ -132,46 +143,42 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         if self._finished:
             raise StopIteration
         if self._end_offset is not None and self._next_offset >= self._end_offset:
-            return self._finish([])
+            return self._finish([], _no_message)
 
         messages = self._consumer.consume(self.settings.batch_size, 0)
-        raws: list[RawMessage] = []
         # None: this read said nothing new about whether we are at the head.
         at_head: bool | None = None
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    at_head = True
-                    continue
-                if error.fatal() or error.code() in PERMANENT_ERRORS:
-                    msg = f"reading partition {self.partition} of {self.settings.input_topic!r}: {error.str()}"
-                    raise SourceError(msg)
-                logger.warning("retriable read error %s", kv(partition=self.partition, reason=error.str()))
-                continue
-            offset: int = message.offset()  # type: ignore[assignment]  # set on every non-error message
-            if self._end_offset is not None and offset >= self._end_offset:
-                break
-            raws.append(new_raw_message(RawMessage, (message.key(), message.value(), self.partition, offset)))
+        if any(map(Message.error, messages)):
+            messages, at_head = self._without_errors(messages)
+        elif messages:
             at_head = False
-            self._next_offset = offset + 1
+        end = self._end_offset
+        if end is not None and messages and _offset_of(messages[-1]) >= end:
+            messages = [message for message in messages if _offset_of(message) < end]
+        if messages:
+            self._next_offset = _offset_of(messages[-1]) + 1
+        values = list(map(Message.value, messages))
+
+        def message_at(index: int) -> RawMessage:
+            message = messages[index]
+            return new_raw_message(RawMessage, (message.key(), message.value(), self.partition, message.offset()))
 
         if at_head is not None:
             self._caught_up = at_head
         if self._end_offset is not None and (self._next_offset >= self._end_offset or self._caught_up):
             # Reaching the log's head also ends a bounded read: transaction
             # markers can leave the last offsets without a readable message.
-            return self._finish(raws)
+            return self._finish(values, message_at)
 
-        self._idle = self._caught_up and not raws
+        self._idle = self._caught_up and not values
         if self._idle and time.monotonic() - self._last_idle_report >= IDLE_PROGRESS_INTERVAL_S:
             self._last_idle_report = time.monotonic()
             confirmed_at = self._confirm_head()
             if confirmed_at is not None:
                 self._tracker.advance_idle(confirmed_at)
-        batch = self._tracker.track(raws)
-        self._observe(batch, len(raws))
-        return [batch] if raws or batch.progressed else []
+        batch = self._tracker.track_values(values, message_at)
+        self._observe(batch, len(values))
+        return [batch] if values or batch.progressed else []
 
     def _observe(self, batch: PartitionBatch, messages: int) -> None:
         self._gauges.observe(messages, len(batch.late), batch.watermark)
@@ -208,11 +215,29 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             return None
         return asked_at
 
-    def _finish(self, raws: list[RawMessage]) -> list[PartitionBatch]:
+    def _without_errors(self, messages: list[Message]) -> tuple[list[Message], bool | None]:
+        """The readable messages, and whether the read ended at the head (None: unknown)."""
+        readable: list[Message] = []
+        at_head: bool | None = None
+        for message in messages:
+            error = message.error()
+            if error is None:
+                readable.append(message)
+                at_head = False
+            elif error.code() == KafkaError._PARTITION_EOF:
+                at_head = True
+            elif error.fatal() or error.code() in PERMANENT_ERRORS:
+                msg = f"reading partition {self.partition} of {self.settings.input_topic!r}: {error.str()}"
+                raise SourceError(msg)
+            else:
+                logger.warning("retriable read error %s", kv(partition=self.partition, reason=error.str()))
+        return readable, at_head
+
+    def _finish(self, values: list[bytes | None], message_at: Callable[[int], RawMessage]) -> list[PartitionBatch]:
         self._finished = True
         logger.info("partition read to its end %s", kv(partition=self.partition, next_offset=self._next_offset))
-        batch = self._tracker.track(raws, finished=True)
-        self._observe(batch, len(raws))
+        batch = self._tracker.track_values(values, message_at, finished=True)
+        self._observe(batch, len(values))
         return [batch]
 
     def next_awake(self) -> datetime | None:

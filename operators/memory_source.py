@@ -57,14 +57,16 @@ class _MemoryPartition(StatefulSourcePartition[PartitionBatch, PartitionState]):
     def next_batch(self) -> list[PartitionBatch]:
         if self.finished:
             raise StopIteration
-        end = min(self.offset + self.batch_size, len(self.messages))
-        raws = [
-            RawMessage(key, value, self.tracker.partition, offset)
-            for offset, (key, value) in enumerate(self.messages[self.offset : end], start=self.offset)
-        ]
+        first, end = self.offset, min(self.offset + self.batch_size, len(self.messages))
+        values = [value for _key, value in self.messages[first:end]]
+
+        def message_at(index: int) -> RawMessage:
+            key, value = self.messages[first + index]
+            return RawMessage(key, value, self.tracker.partition, first + index)
+
         self.offset = end
         self.finished = end == len(self.messages)
-        return [self.tracker.track(raws, finished=self.finished)]
+        return [self.tracker.track_values(values, message_at, finished=self.finished)]
 
     def snapshot(self) -> PartitionState:
         return self.tracker.state(self.offset)

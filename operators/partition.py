@@ -15,6 +15,7 @@ replays exactly the same decisions.
 """
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -106,35 +107,52 @@ class PartitionTracker:
         """The snapshot of a partition whose next read is `next_offset`."""
         return PartitionState(next_offset, self.max_event_time, self.watermark)
 
-    def track(self, messages: list[RawMessage], *, finished: bool = False) -> PartitionBatch:
+    def track(self, messages: Sequence[RawMessage], *, finished: bool = False) -> PartitionBatch:
         """Classify `messages` (in offset order) as events, rejects or late events."""
+        return self.track_values([message.value for message in messages], messages.__getitem__, finished=finished)
+
+    def track_values(
+        self,
+        values: Sequence[bytes | None],
+        message_at: Callable[[int], RawMessage],
+        *,
+        finished: bool = False,
+    ) -> PartitionBatch:
+        """`track` for message values; `message_at(i)` builds the i-th whole message.
+
+        Only rejects and late events keep their message, so a source need not
+        build one per message.
+        """
         events: list[LoginEvent] = []
         rejects: list[Reject] = []
         late: list[LateEvent] = []
         window = self.window_seconds
-        for message in messages:
-            parsed = parse_value(message.value)
+        watermark = self.watermark
+        max_event_time = self.max_event_time
+        for index, parsed in enumerate(map(parse_value, values)):
             if isinstance(parsed, str):
-                rejects.append(Reject(message, parsed))
+                rejects.append(Reject(message_at(index), parsed))
                 continue
             event_time = parsed.event_time
             start = int(event_time // window) * window
-            if start + window <= self.watermark:
-                late.append(LateEvent(message, start))
+            if start + window <= watermark:
+                late.append(LateEvent(message_at(index), start))
                 continue
             events.append(parsed)
-            if event_time > self.max_event_time:
-                self.max_event_time = event_time
-                self.watermark = max(self.watermark, event_time - self.allowed_lateness)
-        progressed = finished or self.watermark != self._reported_watermark
-        self._reported_watermark = self.watermark
+            if event_time > max_event_time:
+                max_event_time = event_time
+                watermark = max(watermark, event_time - self.allowed_lateness)
+        self.watermark = watermark
+        self.max_event_time = max_event_time
+        progressed = finished or watermark != self._reported_watermark
+        self._reported_watermark = watermark
         return PartitionBatch(
             self.partition,
             self.partition_count,
             events,
             rejects,
             late,
-            self.watermark,
+            watermark,
             finished,
             progressed,
         )

@@ -36,6 +36,8 @@ _COMMON_TYPES = (int, str, str, str, str, str, str)
 # NamedTuple's generated __new__ runs Python code per call; building through
 # tuple.__new__ gives the same LoginEvent at C speed on the hot path.
 _new_event = tuple.__new__
+_loads = jsonio.loads
+_JSONDecodeError = jsonio.JSONDecodeError
 new_raw_message = tuple.__new__
 
 
@@ -74,8 +76,8 @@ def parse_value(value: bytes | None) -> LoginEvent | str:
     if value is None:
         return "tombstone"
     try:
-        doc = jsonio.loads(value)
-    except jsonio.JSONDecodeError:
+        doc = _loads(value)
+    except _JSONDecodeError:
         return _undecodable(value)
     try:
         fields = _FIELDS_IN_EVENT_ORDER(doc)

@@ -32,7 +32,6 @@ IDLE_POLL = timedelta(milliseconds=20)
 IDLE_PROGRESS_INTERVAL_S = 0.25
 HEAD_CHECK_TIMEOUT_S = 1.0
 LAG_CHECK_INTERVAL_S = 1.0
-PREFETCH_KIB_PER_PARTITION = 16_384
 
 
 def _offset_of(message: Message) -> int:
@@ -103,10 +102,6 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         self.settings = settings
         self.partition = partition
         config: dict[str, Any] = {
-            # One consumer per partition: librdkafka's default prefetch (64 MiB
-            # each) would dominate memory. 16 MiB is still dozens of read
-            # batches ahead. KAFKA_PROP_QUEUED_MAX_MESSAGES_KBYTES overrides it.
-            "queued.max.messages.kbytes": PREFETCH_KIB_PER_PARTITION,
             **settings.kafka_config(),
             # Assignment only: the group id is required by librdkafka but unused.
             "group.id": "loginflow-assign-only",

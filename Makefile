@@ -52,13 +52,19 @@ clean:
 BENCH_EVENTS ?= 1000000
 BENCH_RUNS ?= 3
 BENCH_SLOW_EVENTS ?= 50000
+# Latency mode (bench/latency.py): the generator's rate and how long it produces.
+BENCH_LATENCY_RATE ?= 20000
+BENCH_LATENCY_SECONDS ?= 180
+# More options for `python -m bench`, last so they win: e.g. --no-latency, --no-memory.
+BENCH_FLAGS ?=
 BENCH_PY := .cache/bench/venv/bin/python
 
 .PHONY: bench bench-scaling
 
 bench:
 	$(PYTHON) -m bench.setup_venvs
-	$(BENCH_PY) -m bench --events $(BENCH_EVENTS) --runs $(BENCH_RUNS) --slow-events $(BENCH_SLOW_EVENTS)
+	$(BENCH_PY) -m bench --events $(BENCH_EVENTS) --runs $(BENCH_RUNS) --slow-events $(BENCH_SLOW_EVENTS) \
+		--latency --latency-rate $(BENCH_LATENCY_RATE) --latency-seconds $(BENCH_LATENCY_SECONDS) --memory $(BENCH_FLAGS)
 	$(BENCH_PY) -m bench.publish
 
 bench-scaling:

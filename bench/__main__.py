@@ -3,6 +3,7 @@
     python -m bench --events 1000000 --runs 3            # what `make bench` runs
     python -m bench --events 200000 --runs 1 --only loginflow-1x1,ceiling-raw
     python -m bench --scaling-only                       # what `make bench-scaling` runs
+    python -m bench --no-main --latency --memory         # only the latency and memory modes
 
 The harness starts its own broker, generates the input, runs the contenders
 round-robin (one run of each per round, so slow drifts in the machine's load
@@ -12,7 +13,8 @@ spread over all of them), prints markdown tables and writes
 Three sets: the main one on ``--events``; the slow peers (Quix, naive
 Bytewax) on ``--slow-events``, together with loginflow and the ceiling on
 that same smaller input; and, with ``--scaling``, loginflow layouts on 3 and
-6 partitions.
+6 partitions. ``--latency`` (`bench.latency`) and ``--memory`` (`bench.memory`)
+add the two modes that run loginflow 1x1 on inputs of their own.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from bench import runner
+import orjson
+
+from bench import latency, memory, runner
 from bench.broker import BenchBroker
 from bench.contenders import ALL, MAIN, SCALING, SLOW, Contender
 from bench.dataset import Dataset, DatasetSpec, build
@@ -62,13 +67,53 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=60)
     parser.add_argument("--lateness", type=float, default=10.0)
     parser.add_argument("--slices", default=os.environ.get("BENCH_SLICES", DEFAULT_SLICES))
+    parser.add_argument("--no-main", action="store_true", help="skip the main and slow contender sets")
+    parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=False,
+                        help="latency mode: loginflow 1x1 tailing a generator that produces in real time")  # fmt: skip
+    parser.add_argument("--latency-rate", type=float, default=float(os.environ.get("BENCH_LATENCY_RATE", "20000")),
+                        help="latency mode: events per second produced (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--latency-seconds", type=float,
+                        default=float(os.environ.get("BENCH_LATENCY_SECONDS", "180")),
+                        help="latency mode: seconds of production (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--latency-producers", type=int, default=1,
+                        help="latency mode: generator processes sharing the rate (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--latency-users", type=int, default=latency.LatencySpec.users,
+                        help="latency mode: user pool; sets the records per window (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=False,
+                        help="memory mode: loginflow 1x1 peak RSS against keys per window, input length")  # fmt: skip
+    parser.add_argument("--memory-runs", type=int, default=1, help="memory mode: runs per point (default: %(default)s)")
+    parser.add_argument("--memory-users", type=_sizes, default=memory.MemoryPlan.key_users,
+                        help="memory mode, keys series: user pool sizes (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--memory-lengths", type=_sizes, default=memory.MemoryPlan.lengths,
+                        help="memory mode, length series: event counts (default: %(default)s)")  # fmt: skip
     args = parser.parse_args(argv)
-    if min(args.events, args.slow_events, args.runs) < 1:
-        parser.error("--events, --slow-events and --runs must be positive")
+    if min(args.events, args.slow_events, args.runs, args.latency_producers, args.latency_users, args.memory_runs) < 1:
+        parser.error("--events, --slow-events, --runs, --latency-producers/-users and --memory-runs must be positive")
+    if args.latency_rate <= 0 or args.latency_seconds <= 0:
+        parser.error("--latency-rate and --latency-seconds must be positive")
     unknown = {key for key in args.only.split(",") if key} - ALL.keys()
     if unknown:
         parser.error(f"unknown contender(s) {sorted(unknown)}; known: {', '.join(ALL)}")
     return args
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part)
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        msg = f"expected comma-separated positive integers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return sizes
+
+
+def _add_sections(path: Path, sections: dict[str, dict[str, Any]]) -> None:
+    """Top-level "latency" and "memory" next to what `write_json` wrote."""
+    if sections:
+        payload = orjson.loads(path.read_bytes())
+        payload.update(sections)
+        path.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
 
 
 def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -131,8 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                WORK_ROOT / stamp, args.profile)  # fmt: skip
     slices = parse_slices(args.slices)
     wanted = {key for key in args.only.split(",") if key}
-    main_set = [] if args.scaling_only else [c for c in MAIN if not wanted or c.key in wanted]
-    slow_set = [] if args.scaling_only else [c for c in SLOW if not wanted or c.key in wanted]
+    skip = args.scaling_only or args.no_main
+    main_set = [] if skip else [c for c in MAIN if not wanted or c.key in wanted]
+    slow_set = [] if skip else [c for c in SLOW if not wanted or c.key in wanted]
     if args.slow_events >= args.events:
         # The slow peers can afford the full input: one table.
         main_set += [c for c in slow_set if c not in main_set]
@@ -162,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summaries: list[Summary] = []
     slow: list[Summary] = []
     scaling: list[Summary] = []
+    sections: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     try:
         with BenchBroker() as broker:
@@ -196,6 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.scaling or args.scaling_only:
                 for partitions in (3, 6):
                     scaling += measure(SCALING, args.events, partitions)
+            if args.latency:
+                spec = latency.LatencySpec(args.latency_rate, args.latency_seconds, args.latency_producers,
+                                           args.latency_users)  # fmt: skip
+                sections["latency"] = latency.run(broker, settings, spec, _log)
+            if args.memory:
+                plan = memory.MemoryPlan(key_users=args.memory_users, lengths=args.memory_lengths,
+                                         runs=args.memory_runs)  # fmt: skip
+                sections["memory"] = memory.run(broker, settings, plan, _log)
             all_runs = [run for runs in by_key.values() for run in runs]
             inputs.update({f"{e}-p{p}": d.summary() for (e, p), d in datasets.items()})
             meta["inputs"] = inputs
@@ -209,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     path = RESULTS_DIR / f"{stamp}.json"
     write_json(path, meta, all_runs, [*summaries, *slow, *scaling])
+    _add_sections(path, sections)
     print(f"## loginflow benchmark, median of {args.runs} run(s), {stamp}\n")
     for name, facts in inputs.items():
         print(f"- input {name}: {facts}")
@@ -224,6 +280,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"### py-spy hot spots, {run.contender} run {run.run + 1} on {run.input_topic}\n")
             for kind, rows in run.hotspots.items():
                 print(f"{kind}: " + ", ".join(f"{name} {share:.1%}" for name, share in rows[:12]) + "\n")
+    if "latency" in sections:
+        lat = sections["latency"]
+        print(f"### latency: loginflow 1x1 tailing {lat['rate_target']:,.0f} events/s for {lat['seconds']:,.0f} s, "
+              f"window {lat['window_s']} s, lateness {lat['lateness_s']:g} s\n\n" + latency.table(lat) + "\n")
+        for note in lat["notes"]:
+            print(f"- {note}")
+    if "memory" in sections:
+        mem = sections["memory"]
+        print(f"### memory: loginflow 1x1 peak RSS, {mem['runs']} run(s) per point\n\n" + memory.table(mem) + "\n")
     notes = notes_block([*summaries, *slow, *scaling])
     if notes:
         print("notes:\n" + notes + "\n")

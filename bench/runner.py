@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +51,9 @@ class ProcessOutcome:
 _LIVE: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def _kill_group(process: subprocess.Popen[bytes], signum: int = signal.SIGKILL) -> None:
     try:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signum)
     except ProcessLookupError:
         pass
 
@@ -71,8 +71,13 @@ def kill_all() -> None:
 
 
 def run(commands: Sequence[Sequence[str]], env: Mapping[str, str], log_dir: Path, timeout_s: float,
-        cwd: Path = REPO) -> list[ProcessOutcome]:  # fmt: skip
-    """Run `commands` side by side until all exit, killing every one at the deadline."""
+        cwd: Path = REPO, stop_when: Callable[[], bool] | None = None) -> list[ProcessOutcome]:  # fmt: skip
+    """Run `commands` side by side until all exit, killing every one at the deadline.
+
+    Once `stop_when()` is true, every child still running gets SIGINT: a clean
+    stop for a process that never ends by itself (GNU time ignores SIGINT, so
+    its peak RSS is still reported).
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     started: list[tuple[subprocess.Popen[bytes], float, Path]] = []
     rss_files: dict[int, Path] = {}
@@ -96,7 +101,7 @@ def run(commands: Sequence[Sequence[str]], env: Mapping[str, str], log_dir: Path
 
     deadline = time.monotonic() + timeout_s
     outcomes: dict[int, ProcessOutcome] = {}
-    timed_out = killed = False
+    timed_out = killed = interrupted = False
     while len(outcomes) < len(started):
         for process, spawned_at, log in started:
             if process.pid in outcomes:
@@ -114,6 +119,11 @@ def run(commands: Sequence[Sequence[str]], env: Mapping[str, str], log_dir: Path
                 process.returncode, spawned_at, time.time(), peak, usage.ru_utime + usage.ru_stime, log, timed_out
             )
         if len(outcomes) < len(started):
+            if stop_when is not None and not interrupted and stop_when():
+                interrupted = True
+                for process, _spawned, _log in started:
+                    if process.pid not in outcomes:
+                        _kill_group(process, signal.SIGINT)
             # One failed process of a cluster would leave the others waiting for it.
             failed = any(outcome.returncode != 0 for outcome in outcomes.values())
             late = time.monotonic() > deadline

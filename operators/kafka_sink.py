@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 60.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_QUEUED_RECORDS = 1_000_000
 
 
 class DeliveryError(RuntimeError):
@@ -63,6 +64,14 @@ class _TopicWriter(StatelessSinkPartition[KafkaRecord]):
             # A reject is forwarded byte for byte, so allow what the input
             # topic allowed; the broker's per-topic limit still applies.
             "message.max.bytes": str(MAX_MESSAGE_BYTES),
+            # A closing window writes its records in one burst; room for the
+            # whole burst keeps `produce` from stalling on a full queue.
+            "queue.buffering.max.messages": str(MAX_QUEUED_RECORDS),
+            # Successes need no report: `flush` returning 0 already says every
+            # record was either delivered or failed, and failures are reported.
+            # This spares a Python callback per record.
+            "delivery.report.only.error": True,
+            "on_delivery": self._on_delivery,
             "error_cb": self._on_client_error,
         }
         self._producer = Producer(config)
@@ -75,12 +84,14 @@ class _TopicWriter(StatelessSinkPartition[KafkaRecord]):
             self.failures.append(error.str())
 
     def write_batch(self, items: list[KafkaRecord]) -> None:
-        for record in items:
+        produce, topic = self._producer.produce, self.topic
+        for key, value, headers in items:
             while True:
                 try:
-                    self._producer.produce(
-                        self.topic, record.value, record.key, headers=record.headers, on_delivery=self._on_delivery
-                    )
+                    if headers:
+                        produce(topic, value, key, headers=headers)
+                    else:
+                        produce(topic, value, key)
                     break
                 except BufferError:
                     # Local queue full: serve delivery reports to make room.

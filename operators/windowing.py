@@ -19,7 +19,6 @@ import math
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
 from typing import Callable, NamedTuple
@@ -54,15 +53,14 @@ class ShardUpdate(NamedTuple):
     counts: WindowCounts
 
 
-@dataclass(frozen=True, slots=True)
-class WindowCount:
+class WindowCount(NamedTuple):
     """The count of one key of one slice in one closed window."""
 
     window_start: int
     window_end: int
     slice: SliceSpec
     values: KeyValues
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose: the record field is "count"
 
 
 ROUTING_PREFERENCE: tuple[str, ...] = ("user_id", "device_id", "ip", "locale", "app_version", "device_type")
@@ -113,6 +111,7 @@ def shard_of(spec: SliceSpec, values: KeyValues, buckets: int) -> str:
 
 
 _event_time = itemgetter(0)
+_new_count = tuple.__new__
 
 
 class ShardCounter:
@@ -311,7 +310,9 @@ class WindowShard:
             # Filter before sorting: most user keys never reach a minimum of 2.
             kept = keys.items() if minimum <= 1 else [item for item in keys.items() if item[1] >= minimum]
             end = start + window
-            emitted.extend(WindowCount(start, end, spec, values, count) for values, count in sorted(kept))
+            # A window can emit hundreds of thousands of records at once:
+            # build them at C speed (NamedTuple's own __new__ is Python).
+            emitted.extend(_new_count(WindowCount, (start, end, spec, values, count)) for values, count in sorted(kept))
         return emitted
 
     def snapshot(self) -> ShardSnapshot:

@@ -77,8 +77,8 @@ def parse_value(value: bytes | None) -> LoginEvent | str:
         return "tombstone"
     try:
         doc = _loads(value)
-    except _JSONDecodeError:
-        return _undecodable(value)
+    except _JSONDecodeError as exc:
+        return _undecodable(value, exc)
     try:
         fields = _FIELDS_IN_EVENT_ORDER(doc)
     except Exception:  # noqa: BLE001 - not an object, or a field missing: the general checks say which
@@ -92,17 +92,13 @@ def parse_value(value: bytes | None) -> LoginEvent | str:
     return _check_document(doc)
 
 
-def _undecodable(value: bytes) -> str:
+def _undecodable(value: bytes, error: jsonio.JSONDecodeError) -> str:
     if not value:
         return "empty_value"
-    try:
-        jsonio.loads(value)
-    except jsonio.JSONDecodeError as exc:
-        # orjson validates UTF-8 itself; telling the two apart only on this
-        # error path keeps the happy path to a single pass over the bytes.
-        # (A byte order mark is valid UTF-8 but not JSON: invalid_json.)
-        return "invalid_utf8" if "not valid UTF-8" in str(exc) else "invalid_json"
-    return "invalid_json"
+    # orjson validates UTF-8 itself; telling the two apart only on this
+    # error path keeps the happy path to a single pass over the bytes.
+    # (A byte order mark is valid UTF-8 but not JSON: invalid_json.)
+    return "invalid_utf8" if "not valid UTF-8" in str(error) else "invalid_json"
 
 
 def _check_document(doc: Any) -> LoginEvent | str:

@@ -34,8 +34,6 @@ from operators.settings import FIELDS, SliceSpec
 logger = logging.getLogger(__name__)
 
 KeyValues = tuple[str, ...]
-WindowKey = tuple[int, KeyValues]
-"""(window_start, key values in slice field order)."""
 
 
 WindowCounts = dict[int, dict[KeyValues, int]]
@@ -157,7 +155,7 @@ class ShardCounter:
                 routed_by = values[routing]
                 bucket = bucket_cache.get(routed_by)
                 if bucket is None:
-                    bucket = bucket_cache[routed_by] = zlib.crc32(routed_by.encode()) % buckets
+                    bucket = bucket_cache[routed_by] = bucket_of(routed_by, buckets)
                 windows = per_bucket[bucket]
                 keys = windows.get(start)
                 if keys is None:

@@ -262,8 +262,8 @@ def _general_path(value: bytes | None) -> object:
         return "tombstone"
     try:
         doc = jsonio.loads(value)
-    except jsonio.JSONDecodeError:
-        return events._undecodable(value)
+    except jsonio.JSONDecodeError as exc:
+        return events._undecodable(value, exc)
     return events._check_document(doc)
 
 

@@ -9,50 +9,47 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from types import TracebackType
 
+from tests.kafka_harness import LocalBroker, free_ports
+
 REPO = Path(__file__).resolve().parent.parent
-KAFKA_SCRIPT = REPO / "scripts" / "kafka"
 STATE_ROOT = REPO / ".cache" / "bench-kafka"
 # The benchmark writes a few GB through the broker; more heap than the
 # script's default keeps GC pauses out of the measurements.
 HEAP_OPTS = "-Xms1g -Xmx1g"
+
+__all__ = ["BenchBroker", "BrokerError", "free_ports"]
 
 
 class BrokerError(RuntimeError):
     """The broker could not be started or stopped."""
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    sockets: list[socket.socket] = []
-    try:
-        # Holding every socket until all are bound keeps the ports distinct.
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 class BenchBroker:
-    """A single-node KRaft broker for one benchmark run; a context manager."""
+    """A single-node KRaft broker for one benchmark run; a context manager.
+
+    The test suite's `LocalBroker` runs ``scripts/kafka``; this adds the
+    benchmark's heap, its state under ``.cache/bench-kafka`` and clean-up.
+    """
 
     def __init__(self, state_root: Path = STATE_ROOT) -> None:
-        self.port, self.controller_port = free_ports(2)
-        self.state_dir = state_root / str(self.port)
+        port, controller_port = free_ports(2)
+        env = {
+            "KAFKA_HEAP_OPTS": os.environ.get("BENCH_KAFKA_HEAP_OPTS", HEAP_OPTS),
+            # The readiness probe needs confluent_kafka, which this interpreter has.
+            "PYTHON": sys.executable,
+        }
+        self._broker = LocalBroker(port, controller_port, state_root / str(port), env)
+        self.port, self.controller_port, self.state_dir = port, controller_port, self._broker.state_dir
 
     @property
     def bootstrap(self) -> str:
         """Bootstrap servers string for clients."""
-        return f"127.0.0.1:{self.port}"
+        return self._broker.bootstrap
 
     def pid(self) -> int | None:
         """The broker's process id, for CPU accounting."""
@@ -62,24 +59,7 @@ class BenchBroker:
             return None
 
     def _script(self, command: str) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "KAFKA_PORT": str(self.port),
-            "KAFKA_CONTROLLER_PORT": str(self.controller_port),
-            "KAFKA_STATE_DIR": str(self.state_dir),
-            "KAFKA_HEAP_OPTS": os.environ.get("BENCH_KAFKA_HEAP_OPTS", HEAP_OPTS),
-            # The readiness probe needs confluent_kafka, which this interpreter has.
-            "PYTHON": sys.executable,
-        }
-        return subprocess.run(
-            [str(KAFKA_SCRIPT), command],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        return self._broker.run(command)
 
     def start(self) -> None:
         """Start the broker and wait until it answers; raise with its log on failure."""

@@ -10,6 +10,8 @@ from typing import NamedTuple, cast
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.kafka_harness import delete_topics as harness_delete_topics
+
 ADMIN_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 300.0
 
@@ -57,14 +59,7 @@ def create_topics(brokers: str, topics: Mapping[str, int], config: Mapping[str, 
 
 def delete_topics(brokers: str, names: Iterable[str]) -> None:
     """Delete topics, best effort: a leftover topic only costs broker disk."""
-    names = list(names)
-    if not names:
-        return
-    try:
-        for future in _admin(brokers).delete_topics(names, operation_timeout=ADMIN_TIMEOUT_S).values():
-            future.result(timeout=ADMIN_TIMEOUT_S)
-    except KafkaException:
-        pass
+    harness_delete_topics(brokers, names, timeout=ADMIN_TIMEOUT_S)
 
 
 def list_topics(brokers: str) -> list[str]:

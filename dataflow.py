@@ -14,13 +14,21 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from operators.encoding import KafkaRecord, Pseudonymizer, encode_keyed_metric, encode_late, encode_reject
+from operators.encoding import (
+    KafkaRecord,
+    Pseudonymizer,
+    encode_keyed_metric,
+    encode_late,
+    encode_reject,
+    encode_uncounted,
+    is_window_count,
+)
 from operators.kafka_sink import KafkaTopicSink
 from operators.kafka_source import LoginSource
 from operators.logs import configure_logging
 from operators.partition import LateEvent, PartitionBatch, Reject
 from operators.settings import ConfigError, Settings
-from operators.topics import COMPACTED
+from operators.topics import metrics_topic_config
 from operators.windowing import ShardCounter, WindowShardLogic
 
 
@@ -36,9 +44,9 @@ class Sinks:
 def kafka_sinks(settings: Settings) -> Sinks:
     """The production sinks: one Kafka topic per stream."""
     return Sinks(
-        metrics=KafkaTopicSink(settings, settings.output_topic, "OUTPUT_TOPIC", COMPACTED),
-        dlq=KafkaTopicSink(settings, settings.dlq_topic, "DLQ_TOPIC"),
-        late=KafkaTopicSink(settings, settings.late_topic, "LATE_TOPIC"),
+        metrics=KafkaTopicSink(settings, settings.output_topic, "OUTPUT_TOPIC", metrics_topic_config(settings)),
+        dlq=KafkaTopicSink(settings, settings.dlq_topic, "DLQ_TOPIC", forwards_input=True),
+        late=KafkaTopicSink(settings, settings.late_topic, "LATE_TOPIC", forwards_input=True),
     )
 
 
@@ -65,10 +73,6 @@ def build_flow(
 
     batches = op.input("read_and_parse_user_login", flow, source)
 
-    rejects = op.flat_map("take_rejects", batches, rejects_of)
-    dlq_records = op.map("encode_rejects", rejects, partial(encode_reject, source_topic=settings.input_topic))
-    op.output("write_dlq", dlq_records, sinks.dlq)
-
     late = op.flat_map("take_late_events", batches, late_events_of)
     late_records = op.map("encode_late_events", late, partial(encode_late, source_topic=settings.input_topic))
     op.output("write_late", late_records, sinks.late)
@@ -78,14 +82,27 @@ def build_flow(
         batches,
         ShardCounter(settings.slices, settings.window_seconds, settings.shards_per_slice),
     )
-    window_counts = op.stateful_batch(
+    shard_output = op.stateful_batch(
         "close_windows",
         shard_updates,
         partial(WindowShardLogic, settings.slices, settings.window_seconds, settings.shards_per_slice),
     )
     pseudonymizer = Pseudonymizer(settings.pseudonymize, settings.pseudonymize_key) if settings.pseudonymize else None
-    metric_records = op.map("encode_metrics", window_counts, partial(encode_keyed_metric, pseudonymizer=pseudonymizer))
+    window_counts = op.branch("split_uncounted", shard_output, is_window_count)
+    metric_records = op.map(
+        "encode_metrics", window_counts.trues, partial(encode_keyed_metric, pseudonymizer=pseudonymizer)
+    )
     op.output("write_login_metrics", metric_records, sinks.metrics)
+
+    rejects = op.flat_map("take_rejects", batches, rejects_of)
+    reject_records = op.map("encode_rejects", rejects, partial(encode_reject, source_topic=settings.input_topic))
+    uncounted_records = op.map(
+        "encode_uncounted",
+        window_counts.falses,
+        partial(encode_uncounted, source_topic=settings.input_topic, pseudonymizer=pseudonymizer),
+    )
+    dlq_records = op.merge("merge_dead_letters", reject_records, uncounted_records)
+    op.output("write_dlq", dlq_records, sinks.dlq)
     return flow
 
 

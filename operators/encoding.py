@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from operators import jsonio
 from operators.partition import LateEvent, Reject
-from operators.windowing import WindowCount
+from operators.windowing import ShardOutput, UncountedCount, WindowCount
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -63,7 +63,9 @@ def _metric_prefixes(window_start: int, window_end: int, slice_name: str) -> tup
     return key_prefix, value_prefix
 
 
-def encode_metric(window_count: WindowCount, pseudonymizer: Pseudonymizer | None = None) -> KafkaRecord:
+def encode_metric(
+    window_count: WindowCount | UncountedCount, pseudonymizer: Pseudonymizer | None = None
+) -> KafkaRecord:
     """The login-metrics record of one (window, slice, key) count.
 
     The Kafka key names the window, slice and key values, so a replayed record
@@ -83,9 +85,22 @@ def encode_metric(window_count: WindowCount, pseudonymizer: Pseudonymizer | None
     return KafkaRecord(key, value, [])
 
 
-def encode_keyed_metric(item: tuple[str, WindowCount], pseudonymizer: Pseudonymizer | None = None) -> KafkaRecord:
+def encode_keyed_metric(item: tuple[str, ShardOutput], pseudonymizer: Pseudonymizer | None = None) -> KafkaRecord:
     """`encode_metric` for the ``(shard_key, count)`` items of a stateful step."""
     return encode_metric(item[1], pseudonymizer)
+
+
+def is_window_count(item: tuple[str, ShardOutput]) -> bool:
+    """Whether a shard's output item is a login-metrics count (else an uncounted one)."""
+    return type(item[1]) is WindowCount
+
+
+def encode_uncounted(
+    item: tuple[str, ShardOutput], source_topic: str, pseudonymizer: Pseudonymizer | None = None
+) -> KafkaRecord:
+    """A count its shard could no longer merge, for the DLQ: the metric record with ``error=window_closed``."""
+    key, value, _headers = encode_metric(item[1], pseudonymizer)
+    return KafkaRecord(key, value, [("error", b"window_closed"), ("source_topic", source_topic.encode())])
 
 
 def source_headers(source_topic: str, partition: int, offset: int) -> Headers:

@@ -3,9 +3,16 @@
 Parsing never raises. Every message becomes either a `LoginEvent` or a short
 reason code (``invalid_json``, ``missing_field:timestamp``, ``bad_type:ip``...)
 that travels with the original bytes to the dead-letter topic.
+
+String fields are bounded (``too_long:<field>``): a key value travels in the
+Kafka key and value of its login-metrics record, so an unbounded one could
+make a record the broker refuses, and refusing it would stop the dataflow on
+every resume.
 """
 
 import re
+from collections.abc import Callable
+from functools import partial
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -21,6 +28,13 @@ MIN_EVENT_TIME = 946_684_800.0
 
 MAX_EVENT_TIME = 4_102_444_800.0
 """2100-01-01T00:00:00Z: this instant and later ones are rejected."""
+
+DEFAULT_MAX_FIELD_BYTES = 1024
+"""The default bound on one string field, in UTF-8 bytes (MAX_FIELD_BYTES)."""
+
+# A UTF-8 character takes at most 4 bytes, so a field of at most this many
+# characters is within the byte limit without encoding it.
+_MAX_UTF8_BYTES_PER_CHAR = 4
 
 # ASCII digits only: `str.isdigit` and `\d` accept other scripts' digits,
 # which `float` would then happily parse.
@@ -63,7 +77,7 @@ class LoginEvent(NamedTuple):
     device_id: str
 
 
-def parse_value(value: bytes | None) -> LoginEvent | str:
+def parse_value(value: bytes | None, max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES) -> LoginEvent | str:
     """Validate one message value against the input contract.
 
     Returns the event, or the reason code for rejecting it.
@@ -82,14 +96,28 @@ def parse_value(value: bytes | None) -> LoginEvent | str:
     try:
         fields = _FIELDS_IN_EVENT_ORDER(doc)
     except Exception:  # noqa: BLE001 - not an object, or a field missing: the general checks say which
-        return _check_document(doc)
+        return _check_document(doc, max_field_bytes)
     if (
         tuple(map(type, fields)) == _COMMON_TYPES
         and MIN_EVENT_TIME <= fields[0] < MAX_EVENT_TIME
         and "" not in fields
+        and max(map(len, fields[1:])) * _MAX_UTF8_BYTES_PER_CHAR <= max_field_bytes
     ):
         return _new_event(LoginEvent, fields)
-    return _check_document(doc)
+    return _check_document(doc, max_field_bytes)
+
+
+def make_parser(max_field_bytes: int) -> Callable[[bytes | None], LoginEvent | str]:
+    """`parse_value` bound to one field limit, for `map` on the hot path."""
+    if max_field_bytes == DEFAULT_MAX_FIELD_BYTES:
+        return parse_value
+    return partial(parse_value, max_field_bytes=max_field_bytes)
+
+
+def _too_long(text: str, max_field_bytes: int) -> bool:
+    if len(text) * _MAX_UTF8_BYTES_PER_CHAR <= max_field_bytes:
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > max_field_bytes
 
 
 def _undecodable(value: bytes, error: jsonio.JSONDecodeError) -> str:
@@ -101,7 +129,7 @@ def _undecodable(value: bytes, error: jsonio.JSONDecodeError) -> str:
     return "invalid_utf8" if "not valid UTF-8" in str(error) else "invalid_json"
 
 
-def _check_document(doc: Any) -> LoginEvent | str:
+def _check_document(doc: Any, max_field_bytes: int) -> LoginEvent | str:
     """Every rule of the contract, one at a time: the fast path must agree with this."""
     if not isinstance(doc, dict):
         return "not_object"
@@ -110,12 +138,14 @@ def _check_document(doc: Any) -> LoginEvent | str:
     user_id = get("user_id")
     if type(user_id) is not str or not user_id:
         return _user_id_problem(user_id)
+    if _too_long(user_id, max_field_bytes):
+        return "too_long:user_id"
 
     event_time = parse_event_time(get("timestamp"))
     if isinstance(event_time, str):
         return event_time
 
-    optional = _normalize_optional(tuple(map(get, OPTIONAL_FIELDS)))
+    optional = _normalize_optional(tuple(map(get, OPTIONAL_FIELDS)), max_field_bytes)
     if isinstance(optional, str):
         return optional
     return _new_event(LoginEvent, (event_time, user_id, *optional))
@@ -129,13 +159,15 @@ def _user_id_problem(user_id: Any) -> str:
     return "empty_field:user_id"
 
 
-def _normalize_optional(values: tuple[Any, ...]) -> tuple[str, ...] | str:
-    """Absent, null or empty becomes `UNKNOWN`; a non-string is the reject reason."""
+def _normalize_optional(values: tuple[Any, ...], max_field_bytes: int) -> tuple[str, ...] | str:
+    """Absent, null or empty becomes `UNKNOWN`; a non-string or an over-long string is the reject reason."""
     normalized: list[str] = []
     for name, raw in zip(OPTIONAL_FIELDS, values, strict=True):
         if raw is None or raw == "":
             normalized.append(UNKNOWN)
         elif isinstance(raw, str):
+            if _too_long(raw, max_field_bytes):
+                return f"too_long:{name}"
             normalized.append(raw)
         else:
             return f"bad_type:{name}"

@@ -5,6 +5,16 @@ parses in log order and keeps its watermark (`operators.partition`). Its
 resume state is the next offset together with that watermark, snapshotted
 atomically, so a resume after any downtime replays the same decisions: the
 Bytewax event clock's habit of storing system time does not apply here.
+
+The next offset is the consumer's position, not the last data message plus
+one: transaction markers and compacted or deleted offsets hold offsets that
+never arrive as messages, and a partition whose log ends in a commit marker
+must still count as read to its head.
+
+Bytewax fixes a source's partitions when the run starts. The reader of
+partition 0 watches the topic's partition count and stops the process when
+it grows, naming the topic and both counts; the supervisor's restart then
+reads the new partitions from their beginning.
 """
 
 import logging
@@ -17,8 +27,9 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from operators.events import RawMessage, new_raw_message
+from operators.kafka_client import client_reporting
 from operators.logs import kv
-from operators.metrics import REJECTS, PartitionGauges
+from operators.metrics import OFFSETS_SKIPPED, REJECTS, PartitionGauges
 from operators.partition import PartitionBatch, PartitionState, PartitionTracker
 from operators.settings import Settings
 from operators.topics import PERMANENT_ERRORS, KafkaSetupError, fetch_metadata
@@ -32,6 +43,8 @@ IDLE_POLL = timedelta(milliseconds=20)
 IDLE_PROGRESS_INTERVAL_S = 0.25
 HEAD_CHECK_TIMEOUT_S = 1.0
 LAG_CHECK_INTERVAL_S = 1.0
+# How often partition 0's reader asks whether the topic gained partitions.
+GROWTH_CHECK_INTERVAL_S = 10.0
 PREFETCH_KIB_PER_PARTITION = 16_384
 FETCH_QUEUE_BACKOFF_MS = 10
 
@@ -50,10 +63,8 @@ class SourceError(KafkaSetupError):
     """The input topic cannot be read as configured."""
 
 
-def _log_client_error(error: KafkaError) -> None:
-    # librdkafka retries transient errors (a broker restart) by itself; these
-    # callbacks only make them visible. Fatal ones surface from consume().
-    logger.warning("kafka client error %s", kv(code=error.name(), reason=error.str()))
+class TopicGrewError(SourceError):
+    """The input topic gained partitions, which Bytewax can only pick up at a restart."""
 
 
 def list_partitions(settings: Settings) -> list[int]:
@@ -74,6 +85,10 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
         """Read `settings.input_topic`; nothing connects until the run starts."""
         self.settings = settings
         self._partition_count: int | None = None
+        # Whether any partition built in this process resumed from a snapshot:
+        # then a partition without one is new to the topic, and is read from
+        # its beginning whatever START_OFFSET says.
+        self.resuming = False
 
     def list_parts(self) -> list[str]:
         """Every partition of the input topic, as its decimal id."""
@@ -87,7 +102,9 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
         """Open one partition at its resume offset, or at START_OFFSET."""
         if self._partition_count is None:
             self._partition_count = len(list_partitions(self.settings))
-        return KafkaPartitionReader(self.settings, int(for_part), self._partition_count, resume_state)
+        if resume_state is not None:
+            self.resuming = True
+        return KafkaPartitionReader(self.settings, int(for_part), self._partition_count, resume_state, self)
 
 
 class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionState]):
@@ -99,10 +116,14 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         partition: int,
         partition_count: int,
         resume_state: PartitionState | None,
+        source: LoginSource | None = None,
     ) -> None:
-        """Assign the consumer and fix the end offset for bounded reads."""
+        """Create the consumer; it is assigned at the first read, once every local partition is built."""
         self.settings = settings
         self.partition = partition
+        self.partition_count = partition_count
+        self._resume_state = resume_state
+        self._source = source
         config: dict[str, Any] = {
             # librdkafka pauses a partition's fetching for fetch.queue.backoff.ms
             # (default 1 s) whenever its prefetch queue is full, which starves a
@@ -118,39 +139,71 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             "enable.partition.eof": "true",
             # Only consulted when a resume offset fell out of retention.
             "auto.offset.reset": "earliest",
-            "error_cb": _log_client_error,
+            **client_reporting(),
         }
         self._consumer = Consumer(config)
-        low, high = self._consumer.get_watermark_offsets(
-            TopicPartition(settings.input_topic, partition), timeout=METADATA_TIMEOUT_S
-        )
-        if resume_state is None:
-            start = low if settings.start_offset == "earliest" else high
-        else:
-            start = resume_state.next_offset
         self._tracker = PartitionTracker.resume(
-            partition, partition_count, settings.window_seconds, settings.allowed_lateness_seconds, resume_state
+            partition,
+            partition_count,
+            settings.window_seconds,
+            settings.allowed_lateness_seconds,
+            resume_state,
+            settings.max_field_bytes,
         )
-        self._next_offset = start
-        # A bounded read stops at the end the log had when the run started.
-        self._end_offset = high if settings.stop_at_end else None
+        self._next_offset = -1
+        self._end_offset: int | None = None
+        self._assigned = False
         self._caught_up = False
         self._finished = False
         self._last_idle_report = 0.0
         self._last_lag_check = 0.0
+        self._last_growth_check = time.monotonic()
         self._gauges = PartitionGauges(partition)
         self._idle = False
-        self._consumer.assign([TopicPartition(settings.input_topic, partition, start)])
+
+    def _assign(self) -> None:
+        """Choose the first offset and start fetching."""
+        self._assigned = True
+        settings, resume_state = self.settings, self._resume_state
+        low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(settings.input_topic, self.partition), timeout=METADATA_TIMEOUT_S
+        )
+        resuming = self._source is not None and self._source.resuming
+        if resume_state is not None:
+            start = resume_state.next_offset
+            if start < low:
+                # Retention deleted what we had not read yet: say how much.
+                skipped = low - start
+                OFFSETS_SKIPPED.labels(str(self.partition)).inc(skipped)
+                logger.warning(
+                    "resume offset fell out of retention %s",
+                    kv(topic=settings.input_topic, partition=self.partition, resume_offset=start, low=low,
+                       skipped_messages=skipped),
+                )
+                start = low
+        elif settings.start_offset == "earliest" or resuming:
+            start = low
+        else:
+            start = high
+        self._next_offset = start
+        # A bounded read stops at the end the log had when the run started.
+        self._end_offset = high if settings.stop_at_end else None
+        self._consumer.assign([TopicPartition(settings.input_topic, self.partition, start)])
         logger.info(
             "reading partition %s",
-            kv(topic=settings.input_topic, partition=partition, start_offset=start, low=low, high=high,
-               resumed=resume_state is not None, end_offset=self._end_offset),
+            kv(topic=settings.input_topic, partition=self.partition, start_offset=start, low=low, high=high,
+               resumed=resume_state is not None, new_partition=resume_state is None and resuming,
+               end_offset=self._end_offset),
         )
 
     def next_batch(self) -> list[PartitionBatch]:
         """Read what is ready, parse it, and report progress."""
         if self._finished:
             raise StopIteration
+        if not self._assigned:
+            self._assign()
+        if self.partition == 0 and not self.settings.stop_at_end:
+            self._check_growth()
         if self._end_offset is not None and self._next_offset >= self._end_offset:
             return self._finish([], _no_message)
 
@@ -165,7 +218,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         if end is not None and messages and _offset_of(messages[-1]) >= end:
             messages = [message for message in messages if _offset_of(message) < end]
         if messages:
-            self._next_offset = _offset_of(messages[-1]) + 1
+            self._next_offset = max(self._next_offset, _offset_of(messages[-1]) + 1)
         values = list(map(Message.value, messages))
 
         def message_at(index: int) -> RawMessage:
@@ -175,8 +228,8 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         if at_head is not None:
             self._caught_up = at_head
         if self._end_offset is not None and (self._next_offset >= self._end_offset or self._caught_up):
-            # Reaching the log's head also ends a bounded read: transaction
-            # markers can leave the last offsets without a readable message.
+            # Reaching the head also ends a bounded read: an open transaction
+            # can hold the readable end below the end offset until it ends.
             return self._finish(values, message_at)
 
         self._idle = self._caught_up and not values
@@ -188,6 +241,28 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         batch = self._tracker.track_values(values, message_at)
         self._observe(batch, len(values))
         return [batch] if values or batch.progressed else []
+
+    def _check_growth(self) -> None:
+        """Stop the process once the input topic has more partitions than this run reads."""
+        now = time.monotonic()
+        if now - self._last_growth_check < GROWTH_CHECK_INTERVAL_S:
+            return
+        self._last_growth_check = now
+        topic = self.settings.input_topic
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=HEAD_CHECK_TIMEOUT_S)
+        except KafkaException as exc:
+            logger.warning("cannot check the partition count %s", kv(topic=topic, reason=exc))
+            return
+        found = metadata.topics.get(topic)
+        count = len(found.partitions) if found is not None and found.error is None else 0
+        if count > self.partition_count:
+            msg = (
+                f"INPUT_TOPIC={topic!r} grew from {self.partition_count} to {count} partitions; "
+                "stopping so that a restart (same recovery directory) reads the new partitions from their start"
+            )
+            logger.error("%s", msg)
+            raise TopicGrewError(msg)
 
     def _observe(self, batch: PartitionBatch, messages: int) -> None:
         self._gauges.observe(messages, len(batch.late), batch.watermark)
@@ -235,6 +310,11 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
                 at_head = False
             elif error.code() == KafkaError._PARTITION_EOF:
                 at_head = True
+                # The EOF offset is the head, past any transaction markers and
+                # past a resume offset that retention already deleted.
+                eof_offset = message.offset()
+                if eof_offset is not None and eof_offset > self._next_offset:
+                    self._next_offset = eof_offset
             elif error.fatal() or error.code() in PERMANENT_ERRORS:
                 msg = f"reading partition {self.partition} of {self.settings.input_topic!r}: {error.str()}"
                 raise SourceError(msg)
@@ -251,12 +331,14 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
 
     def next_awake(self) -> datetime | None:
         """Back off while the partition has nothing new, to spare the CPU."""
-        if self._idle:
+        if self._idle and not self._finished:
             return datetime.now(timezone.utc) + IDLE_POLL
         return None
 
     def snapshot(self) -> PartitionState:
         """The next offset to read, with the watermark it had been reached at."""
+        if not self._assigned:
+            self._assign()
         return self._tracker.state(self._next_offset)
 
     def close(self) -> None:

@@ -45,3 +45,36 @@ def configure_logging(level: str, log_format: str = "kv") -> None:
         )
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class RateLimit(logging.Filter):
+    """Pass at most `burst` records per `period` seconds, then say how many were dropped.
+
+    A client that cannot reach its broker reports the same failure many times
+    a second; a few lines per period say as much, and keep the one line that
+    explains the exit from scrolling away.
+    """
+
+    def __init__(self, burst: int = 3, period: float = 10.0) -> None:
+        """Allow `burst` records in each window of `period` seconds."""
+        super().__init__()
+        self.burst = burst
+        self.period = period
+        self._window_start = -float("inf")
+        self._passed = 0
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether `record` is within this period's budget."""
+        now = record.created
+        if now - self._window_start >= self.period:
+            if self._dropped:
+                record.msg = f"{record.msg} ({self._dropped} more suppressed in the last {self.period:.0f}s)"
+            self._window_start = now
+            self._passed = 0
+            self._dropped = 0
+        if self._passed < self.burst:
+            self._passed += 1
+            return True
+        self._dropped += 1
+        return False

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from operators.events import RawMessage
+from operators.events import DEFAULT_MAX_FIELD_BYTES, RawMessage
 from operators.partition import PartitionBatch, PartitionState, PartitionTracker
 
 KeyValue = tuple[bytes | None, bytes | None]
@@ -23,8 +23,10 @@ class MemorySource(FixedPartitionedSource[PartitionBatch, PartitionState]):
         window_seconds: int,
         allowed_lateness: float,
         batch_size: int = 2,
+        max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     ) -> None:
         """Small default batches so tests cross many batch boundaries."""
+        self.max_field_bytes = max_field_bytes
         self.partitions = partitions
         self.window_seconds = window_seconds
         self.allowed_lateness = allowed_lateness
@@ -40,7 +42,12 @@ class MemorySource(FixedPartitionedSource[PartitionBatch, PartitionState]):
         """Start at the resume offset, or at the beginning."""
         partition = int(for_part)
         tracker = PartitionTracker.resume(
-            partition, len(self.partitions), self.window_seconds, self.allowed_lateness, resume_state
+            partition,
+            len(self.partitions),
+            self.window_seconds,
+            self.allowed_lateness,
+            resume_state,
+            self.max_field_bytes,
         )
         offset = 0 if resume_state is None else resume_state.next_offset
         return _MemoryPartition(self.partitions[partition], tracker, offset, self.batch_size)

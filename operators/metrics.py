@@ -35,6 +35,16 @@ WINDOWS_EMITTED = Counter(
     "Closed windows that emitted at least one record, counted per shard, by slice.",
     ["slice"],
 )
+COUNTS_FOR_CLOSED_WINDOWS = Counter(
+    "loginflow_counts_for_closed_windows_total",
+    "Counted events whose window its shard had already let go of; written to the DLQ as window_closed.",
+    ["slice"],
+)
+OFFSETS_SKIPPED = Counter(
+    "loginflow_offsets_skipped_total",
+    "Input messages never read because a resume offset fell out of retention.",
+    ["partition"],
+)
 PARTITION_WATERMARK = Gauge(
     "loginflow_partition_watermark_seconds",
     "Event-time watermark of each input partition read by this process.",

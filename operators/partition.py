@@ -4,14 +4,22 @@ Each input partition keeps its own event-time front: the largest event time
 read from it. Its watermark trails that front by the allowed lateness. An
 event is late when its window ends at or before its partition's watermark.
 
-Deciding lateness per partition, in log order, makes the answer a pure
-function of the log: it does not depend on how fast each partition happens to
-be read, on the worker count, or on restarts. The window-closing side takes
-the minimum over partitions, so it never closes a window that an on-time
-event of any partition could still land in (see `operators.windowing`).
+Deciding lateness per partition, in log order, from the log alone makes the
+answer a pure function of the log: it does not depend on how fast each
+partition happens to be read, on the worker count, on restarts, or on any
+clock. The tracker state is snapshotted with the partition's offset, so a
+resume replays exactly the same decisions.
 
-The tracker state is snapshotted with the partition's offset, so a resume
-replays exactly the same decisions.
+Closing windows needs one more input: a partition with nothing to read must
+not hold the others back. So a batch also carries the partition's *progress*,
+which the window side closes by. It equals the watermark while the partition
+is being read. While the partition is idle at the head of its log, its front
+moves on with the wall clock from its last event time, at wall-clock speed:
+a producer whose clock lags ours keeps its events on time, and the last
+window still closes about WINDOW_SECONDS + ALLOWED_LATENESS_SECONDS after the
+input stops. Progress never decides lateness; a window that progress closed
+before the log did may be revised when on-time counts for it arrive (see
+`operators.windowing`).
 """
 
 import math
@@ -19,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from operators.events import LoginEvent, RawMessage, parse_value
+from operators.events import DEFAULT_MAX_FIELD_BYTES, LoginEvent, RawMessage, make_parser
 
 
 class Reject(NamedTuple):
@@ -57,8 +65,12 @@ class PartitionBatch:
     watermark: float = -math.inf
     # True on the last batch of a bounded read: the partition holds nothing back.
     finished: bool = False
-    # Whether `watermark` or `finished` changed since this partition's previous batch.
+    # Whether `progress` changed since this partition's previous batch.
     progressed: bool = False
+    # How far windows may close as far as this partition knows: the watermark,
+    # moved on by idle time at the head of the log; +inf once finished, or
+    # while idle without ever having had an event.
+    progress: float = -math.inf
 
 
 def window_start(event_time: float, window_seconds: int) -> int:
@@ -77,15 +89,22 @@ class PartitionTracker:
         allowed_lateness: float,
         max_event_time: float = -math.inf,
         watermark: float = -math.inf,
+        *,
+        max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     ) -> None:
         """Start fresh, or from a snapshot's `max_event_time` and `watermark`."""
+        self._parse = make_parser(max_field_bytes)
         self.partition = partition
         self.partition_count = partition_count
         self.window_seconds = window_seconds
         self.allowed_lateness = allowed_lateness
         self.max_event_time = max_event_time
         self.watermark = watermark
-        self._reported_watermark = -math.inf
+        self._reported_progress = -math.inf
+        # Wall times at which the partition was first, and last, confirmed idle
+        # at the head of its log; None while it is being read.
+        self._idle_since: float | None = None
+        self._idle_until = -math.inf
 
     @classmethod
     def resume(
@@ -95,12 +114,19 @@ class PartitionTracker:
         window_seconds: int,
         allowed_lateness: float,
         state: PartitionState | None,
+        max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     ) -> "PartitionTracker":
         """A tracker continuing from a source snapshot, or a fresh one without."""
         if state is None:
-            return cls(partition, partition_count, window_seconds, allowed_lateness)
+            return cls(partition, partition_count, window_seconds, allowed_lateness, max_field_bytes=max_field_bytes)
         return cls(
-            partition, partition_count, window_seconds, allowed_lateness, state.max_event_time, state.watermark
+            partition,
+            partition_count,
+            window_seconds,
+            allowed_lateness,
+            state.max_event_time,
+            state.watermark,
+            max_field_bytes=max_field_bytes,
         )
 
     def state(self, next_offset: int) -> PartitionState:
@@ -129,7 +155,7 @@ class PartitionTracker:
         window = self.window_seconds
         watermark = self.watermark
         max_event_time = self.max_event_time
-        for index, parsed in enumerate(map(parse_value, values)):
+        for index, parsed in enumerate(map(self._parse, values)):
             if isinstance(parsed, str):
                 rejects.append(Reject(message_at(index), parsed))
                 continue
@@ -144,8 +170,11 @@ class PartitionTracker:
                 watermark = max(watermark, event_time - self.allowed_lateness)
         self.watermark = watermark
         self.max_event_time = max_event_time
-        progressed = finished or watermark != self._reported_watermark
-        self._reported_watermark = watermark
+        if values:
+            self._idle_since = None
+        progress = math.inf if finished else self.progress()
+        progressed = progress != self._reported_progress
+        self._reported_progress = progress
         return PartitionBatch(
             self.partition,
             self.partition_count,
@@ -155,18 +184,28 @@ class PartitionTracker:
             watermark,
             finished,
             progressed,
+            progress,
         )
 
-    def advance_idle(self, now: float) -> bool:
-        """Let wall time carry a caught-up partition's watermark forward.
+    def progress(self) -> float:
+        """The partition's closing progress (see the module docstring)."""
+        if self._idle_since is None:
+            return self.watermark
+        if self.max_event_time == -math.inf:
+            # Nothing read yet, so no event time to move on from: it holds
+            # nothing back until it has events.
+            return math.inf
+        moved_on = self.max_event_time + (self._idle_until - self._idle_since) - self.allowed_lateness
+        return max(self.watermark, moved_on)
 
-        A partition with nothing more to read must not hold the others back:
-        its front becomes the wall clock, so events that arrive later than
-        the allowed lateness behind real time are late. Returns whether the
-        watermark moved.
+    def advance_idle(self, now: float) -> bool:
+        """Note that the broker confirmed, at wall time `now`, nothing more to read.
+
+        Moves the closing progress, never the watermark: lateness stays a
+        function of the log. Returns whether the progress moved.
         """
-        candidate = now - self.allowed_lateness
-        if candidate > self.watermark:
-            self.watermark = candidate
-            return True
-        return False
+        before = self.progress()
+        if self._idle_since is None:
+            self._idle_since = now
+        self._idle_until = max(self._idle_until, now)
+        return self.progress() != before

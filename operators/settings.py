@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from operators.events import OPTIONAL_FIELDS
+from operators.events import DEFAULT_MAX_FIELD_BYTES, OPTIONAL_FIELDS
 from operators.logs import LOG_FORMATS
 
 FIELDS: tuple[str, ...] = ("user_id", *OPTIONAL_FIELDS)
@@ -68,6 +68,10 @@ class Settings:
     shards_per_slice: int = 4
     # BATCH_SIZE: most messages read from one partition in one step.
     batch_size: int = 5000
+    # MAX_FIELD_BYTES: longest string field accepted, in UTF-8 bytes; longer is `too_long:<field>`.
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES
+    # OUTPUT_RETENTION_HOURS: retention.ms of login-metrics when loginflow creates it.
+    output_retention_hours: int = 168
     # LOG_LEVEL
     log_level: str = "INFO"
     # LOG_FORMAT: kv (key=value lines) or json (one object per line).
@@ -101,6 +105,8 @@ class Settings:
             start_offset=_start_offset(env),
             shards_per_slice=_positive_int(env, "SHARDS_PER_SLICE", defaults.shards_per_slice),
             batch_size=_positive_int(env, "BATCH_SIZE", defaults.batch_size),
+            max_field_bytes=_positive_int(env, "MAX_FIELD_BYTES", defaults.max_field_bytes),
+            output_retention_hours=_positive_int(env, "OUTPUT_RETENTION_HOURS", defaults.output_retention_hours),
             log_level=_log_level(env),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, defaults.log_format),
             pseudonymize=_pseudonymize(env),

@@ -1,8 +1,10 @@
 """Create missing output topics with the settings their contracts need.
 
-The metrics topic is keyed by (window, slice, key values) and re-emissions
-after a resume are byte-identical, so it is created compacted: the compacted
-view is the exact answer. DLQ and late topics keep the broker's defaults.
+The metrics topic is keyed by (window, slice, key values) and the latest
+record per key is the answer, so it is created compacted; every window adds
+new keys, so it is also trimmed by time (OUTPUT_RETENTION_HOURS). The DLQ and
+late topics forward input messages byte for byte, so they are created to
+take the largest message the input topic takes.
 """
 
 import logging
@@ -11,15 +13,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
+from operators.kafka_client import client_logger, client_reporting
 from operators.logs import kv
 from operators.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 ADMIN_TIMEOUT_S = 30.0
-COMPACTED = {"cleanup.policy": "compact"}
+MAX_MESSAGE_BYTES = "max.message.bytes"
 
 # Errors a retry cannot fix; anything else librdkafka keeps retrying itself.
 PERMANENT_ERRORS = frozenset(
@@ -51,11 +54,11 @@ def fetch_metadata(settings: Settings, topic: str | None, setting_name: str) -> 
     fatal: list[KafkaError] = []
 
     def on_error(error: KafkaError) -> None:
-        logger.warning("kafka client error %s", kv(code=error.name(), reason=error.str()))
+        client_logger.warning("kafka client error %s", kv(code=error.name(), reason=error.str()))
         if error.code() in PERMANENT_ERRORS or error.fatal():
             fatal.append(error)
 
-    config: dict[str, Any] = {**settings.kafka_config(), "error_cb": on_error}
+    config: dict[str, Any] = {**settings.kafka_config(), **client_reporting(), "error_cb": on_error}
     admin = AdminClient(config)
     deadline = time.monotonic() + ADMIN_TIMEOUT_S
     while True:
@@ -73,15 +76,49 @@ def fetch_metadata(settings: Settings, topic: str | None, setting_name: str) -> 
                 raise KafkaSetupError(msg) from exc
 
 
-def ensure_topic(settings: Settings, topic: str, config: Mapping[str, str], setting_name: str) -> None:
-    """Create `topic` with `config` unless it exists; every worker may race here safely."""
+def metrics_topic_config(settings: Settings) -> dict[str, str]:
+    """How login-metrics is created: compacted by key, and trimmed after OUTPUT_RETENTION_HOURS."""
+    return {"cleanup.policy": "compact,delete", "retention.ms": str(settings.output_retention_hours * 3_600_000)}
+
+
+def topic_max_message_bytes(settings: Settings, topic: str) -> int | None:
+    """The topic's max.message.bytes, or None when the broker does not say."""
+    admin = AdminClient({**settings.kafka_config(), **client_reporting()})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource], request_timeout=ADMIN_TIMEOUT_S)[resource].result(
+            timeout=ADMIN_TIMEOUT_S
+        )
+    except KafkaException as exc:
+        logger.warning("cannot read topic config %s", kv(topic=topic, reason=exc))
+        return None
+    entry = configs.get(MAX_MESSAGE_BYTES)
+    return int(entry.value) if entry is not None and entry.value else None
+
+
+def ensure_topic(
+    settings: Settings,
+    topic: str,
+    config: Mapping[str, str],
+    setting_name: str,
+    fits_input_messages: bool = False,
+) -> None:
+    """Create `topic` with `config` unless it exists; every worker may race here safely.
+
+    With `fits_input_messages`, the topic takes messages as large as the input topic does.
+    """
     admin, metadata = fetch_metadata(settings, None, setting_name)
     if topic in metadata.topics and metadata.topics[topic].error is None:
         return
     # Match the input's parallelism so output partitions grow with it.
     input_meta = metadata.topics.get(settings.input_topic)
     partitions = len(input_meta.partitions) if input_meta is not None and input_meta.partitions else 1
-    request = NewTopic(topic, num_partitions=partitions, replication_factor=-1, config=dict(config))
+    config = dict(config)
+    if fits_input_messages:
+        input_limit = topic_max_message_bytes(settings, settings.input_topic)
+        if input_limit is not None:
+            config[MAX_MESSAGE_BYTES] = str(input_limit)
+    request = NewTopic(topic, num_partitions=partitions, replication_factor=-1, config=config)
     future = admin.create_topics([request], request_timeout=ADMIN_TIMEOUT_S)[topic]
     try:
         future.result(timeout=ADMIN_TIMEOUT_S)
@@ -91,4 +128,4 @@ def ensure_topic(settings: Settings, topic: str, config: Mapping[str, str], sett
             return
         msg = f"{setting_name}={topic!r} does not exist and could not be created: {exc}"
         raise TopicError(msg) from exc
-    logger.info("created topic %s", kv(topic=topic, partitions=partitions, config=dict(config)))
+    logger.info("created topic %s", kv(topic=topic, partitions=partitions, config=config))

@@ -3,15 +3,27 @@
 Each read batch is pre-aggregated into per-shard partial counts, so the
 runtime exchanges one item per shard per batch instead of one per event. A
 shard is one slice times a hash bucket of its key values. It holds the open
-windows' counts for its keys, and the latest watermark of every input
-partition. It emits a window once the minimum of those watermarks passes the
-window's end.
+windows' counts for its keys, and every input partition's watermark and
+progress (`operators.partition`). It emits a window once the minimum progress
+over partitions passes the window's end.
 
-Why this is exact: a batch's counts travel in the same item as its
+Why nothing on time is lost: a batch's counts travel in the same item as its
 partition's watermark, and items of one partition reach a shard in order.
-An on-time event's window ends after its partition's watermark, which bounds
-the minimum the shard sees, so its window is still open when its count
-arrives. Each (window, slice, key) is emitted once, when its window closes.
+An on-time event's window ends after its partition's watermark. While every
+partition is being read, progress is the watermark, so the window is still
+open when the count arrives, and it is emitted once, when it closes.
+
+Progress can run ahead of the log: an idle partition moves on with the wall
+clock, and a bounded run closes everything at its end. A window closed that
+way is not final, because on-time counts for it can still come (a paused
+producer resumes, a later run reads what was appended). The shard keeps its
+counts until the minimum watermark over partitions with events (the log's
+own answer) passes it, and re-emits each key whose count grows: a revision
+under the same Kafka key, so the latest record per key (a compacted topic)
+is the exact answer. A count for a window the shard no longer keeps (a new
+partition with old events, or a revision beyond REVISION_HORIZON_WINDOWS)
+cannot be merged any more; it comes out as an `UncountedCount`, which the
+dataflow writes to the DLQ, rather than disappearing.
 """
 
 import logging
@@ -27,7 +39,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from operators.collector import relax_collector
 from operators.logs import kv
-from operators.metrics import RECORDS_EMITTED, WINDOWS_EMITTED, ClosingWatermark
+from operators.metrics import COUNTS_FOR_CLOSED_WINDOWS, RECORDS_EMITTED, WINDOWS_EMITTED, ClosingWatermark
 from operators.partition import PartitionBatch
 from operators.settings import FIELDS, SliceSpec
 
@@ -40,15 +52,50 @@ WindowCounts = dict[int, dict[KeyValues, int]]
 """window_start -> key values -> count."""
 
 
+class ConfigFingerprint(NamedTuple):
+    """What every process must agree on; each field is named after its setting.
+
+    Carried on every shard update, so a process started with other settings
+    is caught by the first shard it writes to, whichever process holds it.
+    """
+
+    slices: str
+    window_seconds: int
+    shards_per_slice: int
+    routing_scheme: int
+
+    @classmethod
+    def of(cls, slices: Sequence[SliceSpec], window_seconds: int, buckets: int) -> "ConfigFingerprint":
+        """The fingerprint of this version's routing with these settings."""
+        text = ",".join(f"{spec.name}:{spec.min_count}" for spec in slices)
+        return cls(text, window_seconds, buckets, ROUTING_VERSION)
+
+    def mismatch(self, other: "ConfigFingerprint") -> str | None:
+        """A message naming the first setting that differs in `other`, or None."""
+        for name, mine, theirs in zip(self._fields, self, other, strict=True):
+            if mine != theirs:
+                return (
+                    f"{name.upper()}: the processes of this dataflow disagree: {mine!r} here, "
+                    f"{theirs!r} in the process that sent a count; start every process with the same settings"
+                )
+        return None
+
+
+class ConfigMismatchError(ValueError):
+    """Two processes of one dataflow run with settings that route keys or windows differently."""
+
+
 class ShardUpdate(NamedTuple):
     """One batch's contribution to one shard: counts plus the partition's progress."""
 
     slice_index: int
     partition: int
     partition_count: int
+    # The partition's watermark (from its log) and progress (what it lets close).
     watermark: float
-    finished: bool
+    progress: float
     counts: WindowCounts
+    fingerprint: ConfigFingerprint
 
 
 class WindowCount(NamedTuple):
@@ -59,6 +106,26 @@ class WindowCount(NamedTuple):
     slice: SliceSpec
     values: KeyValues
     count: int  # type: ignore[assignment]  # shadows tuple.count on purpose: the record field is "count"
+
+
+class UncountedCount(NamedTuple):
+    """A count that reached its shard after the shard let go of its window."""
+
+    window_start: int
+    window_end: int
+    slice: SliceSpec
+    values: KeyValues
+    count: int  # type: ignore[assignment]  # as in WindowCount
+
+
+ShardOutput = WindowCount | UncountedCount
+
+REVISION_HORIZON_WINDOWS = 8
+"""How many windows behind the closed watermark a window may still be revised.
+
+Bounds the state kept for windows closed ahead of the log, when one
+partition's log stops moving for good (a producer gone quiet forever).
+"""
 
 
 ROUTING_PREFERENCE: tuple[str, ...] = ("user_id", "device_id", "ip", "locale", "app_version", "device_type")
@@ -126,11 +193,12 @@ class ShardCounter:
             spec.fields[index] in HIGH_CARDINALITY for spec, index in zip(slices, self._routing, strict=True)
         ]
         self._shard_keys = [[shard_key(spec, bucket) for bucket in range(buckets)] for spec in slices]
+        self.fingerprint = ConfigFingerprint.of(slices, window_seconds, buckets)
 
     def __call__(self, batch: PartitionBatch) -> list[tuple[str, ShardUpdate]]:
         """Count `batch` per (slice, window, key) and route it to shards.
 
-        Every shard hears of a watermark change, even without counts, because
+        Every shard hears of a progress change, even without counts, because
         a shard can only close windows once it has heard from every partition.
         """
         window = self.window_seconds
@@ -170,8 +238,9 @@ class ShardCounter:
                     batch.partition,
                     batch.partition_count,
                     batch.watermark,
-                    batch.finished,
+                    batch.progress,
                     counts,
+                    self.fingerprint,
                 )
                 updates.append((shard_keys[bucket], update))
         return updates
@@ -200,11 +269,17 @@ class ShardSnapshot(NamedTuple):
     window_seconds: int
     buckets: int
     partition_count: int
+    # Each partition's watermark, from its log. Progress is not kept: what
+    # ran ahead of the log (idle time, the end of a bounded run) belongs to
+    # the run that saw it, and a resumed run hears it again from its sources.
     watermarks: dict[int, float]
     closed_through: float
     windows: WindowCounts
     # Snapshots from before routing was versioned unpickle with 1.
     routing: int = 1
+    # Emitted windows that may still be revised; None in snapshots from
+    # before revisions, whose `watermarks` could hold +inf for finished runs.
+    revisable: WindowCounts | None = None
 
 
 class WindowShard:
@@ -221,13 +296,19 @@ class WindowShard:
         self.slices = slices
         self.window_seconds = window_seconds
         self.buckets = buckets
+        self.fingerprint = ConfigFingerprint.of(slices, window_seconds, buckets)
         self.slice_index = -1
         self.partition_count = 0
+        # Per partition: the watermark its log has reached (only grows), and
+        # the latest progress it reported (falls back when it leaves idle).
         self.watermarks: dict[int, float] = {}
-        # Everything ending at or before this has been emitted.
+        self.progress: dict[int, float] = {}
+        # Everything ending at or before this has been emitted (always finite).
         self.closed_through = -math.inf
         self.windows: WindowCounts = {}
-        self.misrouted = 0
+        # Emitted windows the log has not passed yet, with their full counts.
+        self.revisable: WindowCounts = {}
+        self.uncounted = 0
         if snapshot is not None:
             self._restore(snapshot)
 
@@ -254,64 +335,137 @@ class WindowShard:
         # An empty name: the shard was snapshotted before its first update.
         self.slice_index = names.index(snapshot.slice_name) if snapshot.slice_name else -1
         self.partition_count = snapshot.partition_count
-        self.watermarks = dict(snapshot.watermarks)
+        # Older versions stored a finished partition as +inf, which would
+        # close every later window on arrival; its log position is unknown,
+        # so it must report again.
+        self.watermarks = {p: w for p, w in snapshot.watermarks.items() if w != math.inf}
+        self.progress = dict(self.watermarks)
         self.closed_through = snapshot.closed_through
+        if self.closed_through == math.inf:
+            self.closed_through = max(self.watermarks.values(), default=-math.inf)
+            logger.warning(
+                "recovery state from a bounded run of an older version %s",
+                kv(shard=snapshot.slice_name, closed_through=self.closed_through,
+                   note="windows it flushed at its end cannot be revised"),
+            )
         self.windows = {start: dict(counts) for start, counts in snapshot.windows.items()}
+        self.revisable = {start: dict(counts) for start, counts in (snapshot.revisable or {}).items()}
 
     def watermark(self) -> float:
-        """The minimum watermark over all input partitions (-inf until all reported)."""
-        if self.partition_count == 0 or len(self.watermarks) < self.partition_count:
+        """The minimum progress over all input partitions (-inf until all reported)."""
+        if self.partition_count == 0 or len(self.progress) < self.partition_count:
             return -math.inf
-        return min(self.watermarks.values())
+        return min(self.progress.values())
 
-    def apply(self, updates: Iterable[ShardUpdate]) -> list[WindowCount]:
-        """Merge updates, then emit every window the watermark has passed."""
+    def final_through(self) -> float:
+        """Windows ending at or before this can get no more on-time counts from any partition with events."""
+        logged = [watermark for watermark in self.watermarks.values() if watermark > -math.inf]
+        return min(logged) if logged else -math.inf
+
+    def apply(self, updates: Iterable[ShardUpdate]) -> list[ShardOutput]:
+        """Merge updates, then emit revisions and every window the progress has passed."""
         window = self.window_seconds
+        revised: dict[int, set[KeyValues]] = {}
+        uncounted: list[ShardOutput] = []
         for update in updates:
+            if update.fingerprint != self.fingerprint:
+                problem = self.fingerprint.mismatch(update.fingerprint)
+                raise ConfigMismatchError(problem)
             self.slice_index = update.slice_index
             self.partition_count = max(self.partition_count, update.partition_count)
             for start, counts in update.counts.items():
-                if start + window <= self.closed_through:
-                    # Cannot happen while partitions reach shards in order; if it
-                    # does, say so loudly rather than emit a second, partial count.
-                    self.misrouted += sum(counts.values())
-                    logger.error(
-                        "counts for an emitted window %s",
-                        kv(window_start=start, keys=len(counts), count=sum(counts.values()),
-                           partition=update.partition),
-                    )
-                    continue
-                keys = self.windows.get(start)
-                if keys is None:
-                    # The update was built for this shard alone and is not used again.
-                    self.windows[start] = counts
+                if start + window > self.closed_through:
+                    keys = self.windows.get(start)
+                    if keys is None:
+                        # The update was built for this shard alone and is not used again.
+                        self.windows[start] = counts
+                    else:
+                        merge_counts(keys, counts)
+                elif self._revisable(start):
+                    merge_counts(self.revisable.setdefault(start, {}), counts)
+                    revised.setdefault(start, set()).update(counts)
                 else:
-                    merge_counts(keys, counts)
-            progress = math.inf if update.finished else update.watermark
-            if progress > self.watermarks.get(update.partition, -math.inf):
-                self.watermarks[update.partition] = progress
-        return self._close(self.watermark())
+                    uncounted.extend(self._uncounted(start, counts, update.partition))
+            if update.watermark > self.watermarks.get(update.partition, -math.inf):
+                self.watermarks[update.partition] = update.watermark
+            self.progress[update.partition] = update.progress
+        emitted = self._revisions(revised)
+        emitted.extend(self._close(self.watermark()))
+        self._forget_final()
+        emitted.extend(uncounted)
+        return emitted
 
-    def _close(self, watermark: float) -> list[WindowCount]:
+    def _revisable(self, start: int) -> bool:
+        """Whether an emitted window may still take counts: neither final nor beyond the horizon."""
+        end = start + self.window_seconds
+        if start in self.revisable:
+            return True
+        return end > self.final_through() and end > self.closed_through - REVISION_HORIZON_WINDOWS * self.window_seconds
+
+    def _uncounted(self, start: int, counts: dict[KeyValues, int], partition: int) -> list[ShardOutput]:
+        spec = self.slices[self.slice_index]
+        total = sum(counts.values())
+        self.uncounted += total
+        logger.error(
+            "counts for a closed window %s",
+            kv(window_start=start, slice=spec.name, keys=len(counts), count=total, partition=partition,
+               closed_through=self.closed_through, route="DLQ error=window_closed"),
+        )
+        end = start + self.window_seconds
+        items = sorted(counts.items())
+        return [_new_count(UncountedCount, (start, end, spec, values, count)) for values, count in items]
+
+    def _revisions(self, revised: dict[int, set[KeyValues]]) -> list[ShardOutput]:
+        if not revised:
+            return []
+        spec = self.slices[self.slice_index]
+        minimum = spec.min_count
+        emitted: list[ShardOutput] = []
+        for start in sorted(revised):
+            keys = self.revisable[start]
+            end = start + self.window_seconds
+            for values in sorted(revised[start]):
+                count = keys[values]
+                if count >= minimum:
+                    emitted.append(_new_count(WindowCount, (start, end, spec, values, count)))
+        return emitted
+
+    def _close(self, watermark: float) -> list[ShardOutput]:
         if watermark <= self.closed_through:
             return []
         window = self.window_seconds
         closing = sorted(start for start in self.windows if start + window <= watermark)
+        if watermark == math.inf:
+            # The end of a bounded run: close through the last window only, so
+            # that a later run's counts for later windows are still on time.
+            watermark = max((start + window for start in closing), default=self.closed_through)
         self.closed_through = watermark
         if not closing:
             return []
         spec = self.slices[self.slice_index]
-        emitted: list[WindowCount] = []
+        emitted: list[ShardOutput] = []
         minimum = spec.min_count
+        final_through = self.final_through()
         for start in closing:
             keys = self.windows.pop(start)
+            end = start + window
+            if end > final_through:
+                self.revisable[start] = keys
             # Filter before sorting: most user keys never reach a minimum of 2.
             kept = keys.items() if minimum <= 1 else [item for item in keys.items() if item[1] >= minimum]
-            end = start + window
             # A window can emit hundreds of thousands of records at once:
             # build them at C speed (NamedTuple's own __new__ is Python).
             emitted.extend(_new_count(WindowCount, (start, end, spec, values, count)) for values, count in sorted(kept))
         return emitted
+
+    def _forget_final(self) -> None:
+        if not self.revisable:
+            return
+        window = self.window_seconds
+        final_through = self.final_through()
+        horizon = self.closed_through - REVISION_HORIZON_WINDOWS * window
+        for start in [start for start in self.revisable if start + window <= max(final_through, horizon)]:
+            del self.revisable[start]
 
     def snapshot(self) -> ShardSnapshot:
         """Copy the state; dict copies of flat dicts, far cheaper than deepcopy."""
@@ -324,10 +478,22 @@ class WindowShard:
             self.closed_through,
             {start: keys.copy() for start, keys in self.windows.items()},
             ROUTING_VERSION,
+            {start: keys.copy() for start, keys in self.revisable.items()},
         )
 
 
-class WindowShardLogic(StatefulBatchLogic[ShardUpdate, WindowCount, ShardSnapshot]):
+def observe_output(emitted: list[ShardOutput]) -> None:
+    """Count one batch of a shard's output in the metrics."""
+    name = emitted[0].slice.name
+    counts = [item for item in emitted if type(item) is WindowCount]
+    if counts:
+        RECORDS_EMITTED.labels(name).inc(len(counts))
+        WINDOWS_EMITTED.labels(name).inc(len({count.window_start for count in counts}))
+    if len(counts) < len(emitted):
+        COUNTS_FOR_CLOSED_WINDOWS.labels(name).inc(sum(item.count for item in emitted if type(item) is UncountedCount))
+
+
+class WindowShardLogic(StatefulBatchLogic[ShardUpdate, ShardOutput, ShardSnapshot]):
     """Bytewax glue around `WindowShard` for `op.stateful_batch`."""
 
     def __init__(
@@ -345,19 +511,17 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, WindowCount, ShardSnapsho
         # reuse the last copy while nothing changed.
         self._snapshot: ShardSnapshot | None = resume_state
 
-    def on_batch(self, values: list[ShardUpdate]) -> tuple[list[WindowCount], bool]:
+    def on_batch(self, values: list[ShardUpdate]) -> tuple[list[ShardOutput], bool]:
         """Merge a batch of updates and emit the windows it closed."""
         self._snapshot = None
         emitted = self.shard.apply(values)
         ClosingWatermark.observe(self.shard.closed_through)
         if emitted:
-            name = emitted[0].slice.name
-            RECORDS_EMITTED.labels(name).inc(len(emitted))
-            WINDOWS_EMITTED.labels(name).inc(len({count.window_start for count in emitted}))
+            observe_output(emitted)
         return emitted, StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[list[WindowCount], bool]:
-        """Input ended. Bounded reads already closed everything via `finished`."""
+    def on_eof(self) -> tuple[list[ShardOutput], bool]:
+        """Input ended. Bounded reads already closed everything with infinite progress."""
         open_windows = len(self.shard.windows)
         if open_windows:
             logger.warning("input ended with open windows %s", kv(open_windows=open_windows))

@@ -32,7 +32,15 @@ def _reject_constant(name: str) -> float:
     raise ValueError(name)
 
 
-def classify(value: bytes | None) -> dict | str:
+MAX_FIELD_BYTES = 1024
+"""The README's default limit on one string field, in UTF-8 bytes."""
+
+
+def _too_long(text: str, limit: int) -> bool:
+    return len(text.encode("utf-8")) > limit
+
+
+def classify(value: bytes | None, max_field_bytes: int = MAX_FIELD_BYTES) -> dict | str:
     """The validated event as a dict with ``t``, or the reason code."""
     if value is None:
         return "tombstone"
@@ -55,6 +63,8 @@ def classify(value: bytes | None) -> dict | str:
         return "bad_type:user_id"
     if user == "":
         return "empty_field:user_id"
+    if _too_long(user, max_field_bytes):
+        return "too_long:user_id"
     ts = doc.get("timestamp")
     if ts is None:
         return "missing_field:timestamp"
@@ -74,6 +84,8 @@ def classify(value: bytes | None) -> dict | str:
         if raw is None or raw == "":
             event[name] = "unknown"
         elif isinstance(raw, str):
+            if _too_long(raw, max_field_bytes):
+                return f"too_long:{name}"
             event[name] = raw
         else:
             return f"bad_type:{name}"
@@ -101,6 +113,7 @@ def expected_output(
     window: int,
     lateness: float,
     slices: Slices = DEFAULT_SLICES,
+    max_field_bytes: int = MAX_FIELD_BYTES,
 ) -> Expected:
     """Compute the exact answer for message values given per partition in offset order."""
     out = Expected()
@@ -108,7 +121,7 @@ def expected_output(
     for partition, values in partitions.items():
         front = -math.inf
         for offset, value in enumerate(values):
-            event = classify(value)
+            event = classify(value, max_field_bytes)
             if isinstance(event, str):
                 out.rejects[(partition, offset)] = event
                 continue

@@ -264,7 +264,7 @@ def _general_path(value: bytes | None) -> object:
         doc = jsonio.loads(value)
     except jsonio.JSONDecodeError as exc:
         return events._undecodable(value, exc)
-    return events._check_document(doc)
+    return events._check_document(doc, events.DEFAULT_MAX_FIELD_BYTES)
 
 
 def test_fast_path_agrees_with_the_general_rules_on_generated_traffic() -> None:
@@ -292,6 +292,12 @@ def test_fast_path_agrees_with_the_general_rules_on_generated_traffic() -> None:
         b'"locale": "l", "device_id": "x"}',
         b'[1709251200, "u"]',
         b'"text"',
+        # Over the field limit only in bytes: 300 four-byte characters.
+        b'{"timestamp": 1709251200, "user_id": "u", "app_version": "' + "\U0001f600".encode() * 300 + b'", '
+        b'"device_type": "d", "ip": "i", "locale": "l", "device_id": "x"}',
+        # Under the limit in bytes, over the fast path's character bound.
+        b'{"timestamp": 1709251200, "user_id": "' + b"u" * 1024 + b'", "app_version": "1", "device_type": "d", '
+        b'"ip": "i", "locale": "l", "device_id": "x"}',
         b"",
         b"\xff",
         None,
@@ -299,3 +305,35 @@ def test_fast_path_agrees_with_the_general_rules_on_generated_traffic() -> None:
 )
 def test_fast_path_agrees_with_the_general_rules_on_edge_shapes(value: bytes | None) -> None:
     assert parse_value(value) == _general_path(value)
+
+
+def long_doc(**fields: object) -> bytes:
+    return json.dumps({"user_id": "u1", "timestamp": T, **fields}).encode()
+
+
+@pytest.mark.parametrize("field", ["user_id", "app_version", "device_type", "ip", "locale", "device_id"])
+def test_a_field_longer_than_the_limit_is_rejected_as_too_long(field: str) -> None:
+    assert parse_value(long_doc(**{field: "x" * 1024})) != f"too_long:{field}"
+    assert parse_value(long_doc(**{field: "x" * 1025})) == f"too_long:{field}"
+
+
+def test_the_limit_counts_utf8_bytes_not_characters() -> None:
+    # 256 three-byte characters: 768 bytes pass, and 342 (1026 bytes) do not.
+    assert isinstance(parse_value(long_doc(locale="€" * 256)), LoginEvent)
+    assert parse_value(long_doc(locale="€" * 342)) == "too_long:locale"
+
+
+def test_the_field_limit_is_a_parameter() -> None:
+    assert parse_value(long_doc(ip="1" * 20), max_field_bytes=16) == "too_long:ip"
+    assert isinstance(parse_value(long_doc(ip="1" * 16), max_field_bytes=16), LoginEvent)
+
+
+def test_checks_run_in_contract_order_user_id_then_timestamp_then_optional_fields() -> None:
+    both = json.dumps({"user_id": "u" * 2000, "app_version": "a" * 2000}).encode()
+    assert parse_value(both) == "too_long:user_id"
+    assert parse_value(json.dumps({"user_id": "u", "app_version": "a" * 2000}).encode()) == "missing_field:timestamp"
+    assert parse_value(long_doc(app_version="a" * 2000, ip=7)) == "too_long:app_version"
+
+
+def test_a_megabyte_field_is_rejected_without_error() -> None:
+    assert parse_value(long_doc(app_version="9" * 1_200_000)) == "too_long:app_version"

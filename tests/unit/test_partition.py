@@ -31,7 +31,7 @@ def test_fresh_tracker_has_no_progress() -> None:
     fresh = tracker()
     assert (fresh.max_event_time, fresh.watermark) == (-math.inf, -math.inf)
     batch = fresh.track([])
-    assert batch == PartitionBatch(0, 3, [], [], [], -math.inf, finished=False, progressed=False)
+    assert batch == PartitionBatch(0, 3, [], [], [], -math.inf, finished=False, progressed=False, progress=-math.inf)
 
 
 def test_batch_carries_partition_and_partition_count() -> None:
@@ -149,48 +149,60 @@ def test_zero_lateness_watermark_is_the_front() -> None:
     assert times(batch) == [T0 + 60]
 
 
-def test_advance_idle_moves_watermark_to_now_minus_lateness() -> None:
+def test_idle_progress_moves_on_from_the_last_event_time_at_wall_clock_speed() -> None:
     t = tracker()
     t.track(messages(login(T0 + 20)))
-    assert t.advance_idle(T0 + 100) is True
-    assert t.watermark == T0 + 90
-    assert t.max_event_time == T0 + 20
+    # The wall clock is far from event time: only the seconds spent idle count.
+    wall = T0 + 5000
+    assert t.advance_idle(wall) is False  # idle from now on: nothing has passed yet
+    assert t.progress() == T0 + 10
+    assert t.advance_idle(wall + 30) is True
+    assert t.progress() == T0 + 20 + 30 - 10
+    # Progress never decides lateness: the watermark is the log's.
+    assert (t.watermark, t.max_event_time) == (T0 + 10, T0 + 20)
 
 
-def test_advance_idle_only_moves_forward() -> None:
+def test_idle_progress_never_falls_behind_the_watermark_and_only_moves_forward() -> None:
     t = tracker()
     t.track(messages(login(T0 + 100)))
-    assert t.advance_idle(T0 + 50) is False
-    assert t.advance_idle(T0 + 99) is False
-    assert (t.max_event_time, t.watermark) == (T0 + 100, T0 + 90)
+    t.advance_idle(T0 + 500)
+    assert t.advance_idle(T0 + 400) is False  # a clock step back changes nothing
+    assert t.progress() == T0 + 90
 
 
-def test_advance_idle_equal_candidate_does_not_move() -> None:
+def test_an_idle_partition_without_events_holds_nothing_back() -> None:
     t = tracker()
-    t.track(messages(login(T0 + 100)))
-    assert t.watermark == T0 + 90
-    assert t.advance_idle(T0 + 100) is False
-    assert t.watermark == T0 + 90
-    assert t.advance_idle(T0 + 100.5) is True
-    assert t.watermark == T0 + 90.5
+    assert t.progress() == -math.inf
+    t.advance_idle(T0)
+    assert t.progress() == math.inf
+    assert t.track([]).progress == math.inf
+    # Its first event brings it back to its own log.
+    assert t.track(messages(login(T0 - 500))).progress == T0 - 510
 
 
-def test_advance_idle_on_fresh_tracker() -> None:
+def test_an_in_order_partition_is_never_late_however_long_it_pauses() -> None:
     t = tracker()
-    assert t.advance_idle(T0) is True
-    assert t.watermark == T0 - 10
-    assert t.max_event_time == -math.inf
+    late = []
+    event_time, wall = T0, T0 + 10_000  # a producer 10,000 s behind our clock
+    for _pause in range(20):
+        for _ in range(5):
+            event_time += 1
+            late += t.track(messages(login(event_time))).late
+        wall += 3600  # an hour of silence each time
+        t.advance_idle(wall - 3600)
+        t.advance_idle(wall)
+        assert t.track([]).progress > t.watermark
+    assert late == []
 
 
-def test_after_idle_advance_events_behind_wall_clock_are_late() -> None:
+def test_reading_again_after_idle_returns_progress_to_the_watermark() -> None:
     t = tracker()
-    t.advance_idle(T0 + 70)
-    batch = t.track(messages(login(T0 + 59), login(T0 + 61)))
-    assert [late.window_start for late in batch.late] == [T0]
-    assert times(batch) == [T0 + 61]
-    # T0+61 minus the lateness is behind the idle watermark, which stays.
-    assert batch.watermark == T0 + 60
-    assert t.max_event_time == T0 + 61
+    t.track(messages(login(T0 + 20)))
+    t.advance_idle(T0)
+    t.advance_idle(T0 + 100)
+    assert t.track([]).progress == T0 + 110
+    batch = t.track(messages(login(T0 + 25)))
+    assert (batch.progress, batch.progressed, batch.late) == (T0 + 15, True, [])
 
 
 def test_finished_flag_is_carried_on_the_batch() -> None:
@@ -225,10 +237,11 @@ def test_rejects_and_late_events_do_not_progress() -> None:
 def test_idle_advance_is_reported_by_the_next_batch_only() -> None:
     t = tracker()
     t.track(messages(login(T0 + 20)))
-    t.advance_idle(T0 + 100)
+    t.advance_idle(T0 + 1000)
+    t.advance_idle(T0 + 1080)
     assert t.track([]).progressed is True
     assert t.track([]).progressed is False
-    t.advance_idle(T0 + 50)  # behind the watermark: no change
+    t.advance_idle(T0 + 1050)  # behind the last confirmation: no change
     assert t.track([]).progressed is False
 
 

@@ -11,10 +11,14 @@ from operators.events import LoginEvent
 from operators.partition import PartitionBatch
 from operators.settings import SliceSpec
 from operators.windowing import (
+    REVISION_HORIZON_WINDOWS,
     ROUTING_VERSION,
+    ConfigFingerprint,
+    ConfigMismatchError,
     ShardCounter,
     ShardSnapshot,
     ShardUpdate,
+    UncountedCount,
     WindowCount,
     WindowShard,
     WindowShardLogic,
@@ -41,7 +45,8 @@ def event(t: float, user: str = "u1", app: str = "2.3.0", device_type: str = "an
 
 def batch(*events: LoginEvent, partition: int = 0, partition_count: int = 2, watermark: float = -math.inf,
           finished: bool = False, progressed: bool = True) -> PartitionBatch:
-    return PartitionBatch(partition, partition_count, list(events), [], [], watermark, finished, progressed)
+    progress = math.inf if finished else watermark
+    return PartitionBatch(partition, partition_count, list(events), [], [], watermark, finished, progressed, progress)
 
 
 def nested(flat: dict[tuple[int, tuple[str, ...]], int]) -> dict[int, dict[tuple[str, ...], int]]:
@@ -57,8 +62,13 @@ def flat(windows: dict[int, dict[tuple[str, ...], int]]) -> dict[tuple[int, tupl
 
 
 def update(partition: int, watermark: float, counts: dict | None = None, *, partition_count: int = 2,
-           finished: bool = False, slice_index: int = 0) -> ShardUpdate:
-    return ShardUpdate(slice_index, partition, partition_count, watermark, finished, nested(counts or {}))
+           finished: bool = False, slice_index: int = 0, progress: float | None = None,
+           slices: tuple[SliceSpec, ...] = (BY_USER,), window: int = 60) -> ShardUpdate:
+    """A shard update; progress defaults to the watermark (being read), or +inf once finished."""
+    if progress is None:
+        progress = math.inf if finished else watermark
+    fingerprint = ConfigFingerprint.of(slices, window, BUCKETS)
+    return ShardUpdate(slice_index, partition, partition_count, watermark, progress, nested(counts or {}), fingerprint)
 
 
 def count(start: int, user: str, n: int, spec: SliceSpec = BY_USER) -> WindowCount:
@@ -116,8 +126,9 @@ def test_counter_gives_every_shard_a_progressed_watermark_even_with_no_counts() 
         "user_id#0", "user_id#1", "user_id#2",
         "app_version+device_type#0", "app_version+device_type#1", "app_version+device_type#2",
     ]
-    assert [u for _, u in updates] == [ShardUpdate(0, 1, 4, T0 + 5.5, True, {})] * 3 + [
-        ShardUpdate(1, 1, 4, T0 + 5.5, True, {})
+    fingerprint = ConfigFingerprint.of((BY_USER, BY_APP_DEVICE), 60, 3)
+    assert [u for _, u in updates] == [ShardUpdate(0, 1, 4, T0 + 5.5, math.inf, {}, fingerprint)] * 3 + [
+        ShardUpdate(1, 1, 4, T0 + 5.5, math.inf, {}, fingerprint)
     ] * 3
 
 
@@ -129,7 +140,8 @@ def test_counter_sends_nothing_for_a_batch_without_counts_or_progress() -> None:
 def test_counter_without_progress_sends_only_to_shards_with_counts() -> None:
     counter = ShardCounter((BY_USER,), 60, 4)
     updates = counter(batch(event(T0 + 1, user="u1"), event(T0 + 2, user="u1"), watermark=T0 + 5, progressed=False))
-    assert updates == [("user_id#2", ShardUpdate(0, 0, 2, T0 + 5, False, {T0: {("u1",): 2}}))]
+    fingerprint = ConfigFingerprint.of((BY_USER,), 60, 4)
+    assert updates == [("user_id#2", ShardUpdate(0, 0, 2, T0 + 5, T0 + 5, {T0: {("u1",): 2}}, fingerprint))]
 
 
 def test_counter_aggregates_per_window_and_key() -> None:
@@ -211,19 +223,24 @@ def test_fast_partition_does_not_close_windows_a_slow_one_still_fills() -> None:
     ]
 
 
-def test_finished_partition_counts_as_infinitely_far_ahead() -> None:
+def test_finished_partition_counts_as_infinitely_far_ahead_for_this_run_only() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 5, {(T0, ("a",)): 1, (T0 + 600, ("a",)): 1}, finished=True)])
-    assert shard.watermarks == {0: math.inf}
+    assert (shard.watermarks, shard.progress) == ({0: T0 + 5}, {0: math.inf})
     assert shard.apply([update(1, T0 + 60)]) == [count(T0, "a", 1)]
     assert shard.apply([update(1, T0 + 30, finished=True)]) == [count(T0 + 600, "a", 1)]
     assert shard.watermark() == math.inf
+    # Closed through the last window, not through +inf: later windows stay open.
+    assert shard.closed_through == T0 + 660
+    restored = WindowShard([BY_USER], 60, BUCKETS, shard.snapshot())
+    assert restored.progress == {0: T0 + 5, 1: T0 + 60}
 
 
-def test_partition_watermark_never_moves_back() -> None:
+def test_partition_watermark_never_moves_back_but_progress_is_the_latest_report() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 100), update(0, T0 + 50), update(1, T0 + 70)])
     assert shard.watermarks == {0: T0 + 100, 1: T0 + 70}
+    assert shard.progress == {0: T0 + 50, 1: T0 + 70}
 
 
 def test_closed_windows_come_out_in_window_then_key_order() -> None:
@@ -241,9 +258,11 @@ def test_counts_from_several_partitions_and_updates_add_up() -> None:
 
 
 def test_min_count_filters_small_counts() -> None:
-    shard = WindowShard([BY_USER, BY_USER_MIN2], 60, BUCKETS)
+    slices = (BY_USER, BY_USER_MIN2)
+    shard = WindowShard(slices, 60, BUCKETS)
     counts = {(T0, ("once",)): 1, (T0, ("twice",)): 2, (T0, ("thrice",)): 3}
-    emitted = shard.apply([update(0, T0 + 60, counts, slice_index=1), update(1, T0 + 60, slice_index=1)])
+    emitted = shard.apply([update(0, T0 + 60, counts, slice_index=1, slices=slices),
+                           update(1, T0 + 60, slice_index=1, slices=slices)])
     assert emitted == [count(T0, "thrice", 3, BY_USER_MIN2), count(T0, "twice", 2, BY_USER_MIN2)]
     assert shard.windows == {}
 
@@ -257,24 +276,98 @@ def test_each_window_is_emitted_once() -> None:
     assert shard.apply([update(0, T0 + 180, finished=True), update(1, T0 + 200, finished=True)]) == []
 
 
-def test_count_for_an_emitted_window_is_not_emitted_again_and_is_misrouted(caplog: pytest.LogCaptureFixture) -> None:
+def test_count_for_a_window_its_log_passed_comes_out_uncounted(caplog: pytest.LogCaptureFixture) -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 60, {(T0, ("u1",)): 1}), update(1, T0 + 65)])
+    # Both logs passed T0+60: no on-time count can come, so the window is let go of.
+    assert shard.revisable == {}
     with caplog.at_level(logging.ERROR, logger="operators.windowing"):
-        assert shard.apply([update(1, T0 + 70, {(T0, ("u1",)): 4, (T0 + 60, ("u1",)): 1})]) == []
-    assert shard.misrouted == 4
+        out = shard.apply([update(1, T0 + 70, {(T0, ("u1",)): 4, (T0 + 60, ("u1",)): 1})])
+    assert out == [UncountedCount(T0, T0 + 60, BY_USER, ("u1",), 4)]
+    assert shard.uncounted == 4
     assert T0 not in shard.windows
     assert shard.apply([update(0, T0 + 120), update(1, T0 + 120)]) == [count(T0 + 60, "u1", 1)]
     assert [record.levelno for record in caplog.records] == [logging.ERROR]
-    assert "counts for an emitted window" in caplog.records[0].getMessage()
+    assert "counts for a closed window" in caplog.records[0].getMessage()
 
 
-def test_count_for_empty_window_already_passed_is_misrouted() -> None:
+def test_count_for_empty_window_its_log_passed_comes_out_uncounted() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 120), update(1, T0 + 120)])
-    assert shard.apply([update(0, T0 + 130, {(T0 + 60, ("u1",)): 2})]) == []
-    assert shard.misrouted == 2
+    out = shard.apply([update(0, T0 + 130, {(T0 + 60, ("u1",)): 2})])
+    assert out == [UncountedCount(T0 + 60, T0 + 120, BY_USER, ("u1",), 2)]
     assert shard.windows == {}
+
+
+def test_window_closed_by_idle_progress_is_revised_by_a_later_on_time_count() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    # Partition 0 read up to T0+10 and then sat idle long enough to let T0 close.
+    first = shard.apply([update(0, T0 + 10, {(T0, ("u1",)): 1, (T0, ("u2",)): 5}, progress=T0 + 130),
+                         update(1, T0 + 130)])
+    assert first == [count(T0, "u1", 1), count(T0, "u2", 5)]
+    assert shard.revisable == {T0: {("u1",): 1, ("u2",): 5}}
+    # Its producer resumes in order, at T0+40: on time by its log. Only the
+    # changed key comes out again, with its whole count.
+    revised = shard.apply([update(0, T0 + 40, {(T0, ("u1",)): 2, (T0, ("u3",)): 1})])
+    assert revised == [count(T0, "u1", 3), count(T0, "u3", 1)]
+    assert shard.progress[0] == T0 + 40
+    # Once its log passes the window, the window is final and let go of.
+    assert shard.apply([update(0, T0 + 61)]) == []
+    assert shard.revisable == {}
+
+
+def test_revision_emits_a_key_only_once_it_reaches_the_minimum() -> None:
+    slices = (BY_USER_MIN2,)
+    shard = WindowShard(slices, 60, BUCKETS)
+    assert shard.apply([update(0, T0 + 1, {(T0, ("u1",)): 1}, progress=T0 + 100, slices=slices),
+                        update(1, T0 + 100, slices=slices)]) == []
+    assert shard.apply([update(0, T0 + 2, {(T0, ("u1",)): 1}, slices=slices)]) == [
+        count(T0, "u1", 2, BY_USER_MIN2)
+    ]
+
+
+def test_a_rerun_of_a_bounded_run_revises_the_windows_it_flushed_and_nothing_else() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    flushed = shard.apply([update(0, T0 + 30, {(T0, ("a",)): 1, (T0 + 60, ("b",)): 2}, finished=True),
+                           update(1, T0 + 20, {(T0, ("a",)): 1}, finished=True)])
+    assert flushed == [count(T0, "a", 2), count(T0 + 60, "b", 2)]
+    restored = WindowShard([BY_USER], 60, BUCKETS, shard.snapshot())
+    # The next run: partition 1 got more events for the window flushed at the end.
+    rerun = restored.apply([update(1, T0 + 50, {(T0, ("a",)): 3, (T0 + 120, ("c",)): 1}, finished=True),
+                            update(0, T0 + 30, finished=True)])
+    assert rerun == [count(T0, "a", 5), count(T0 + 120, "c", 1)]
+    again = WindowShard([BY_USER], 60, BUCKETS, restored.snapshot())
+    assert again.apply([update(0, T0 + 30, finished=True), update(1, T0 + 50, finished=True)]) == []
+
+
+def test_revisable_windows_are_let_go_of_beyond_the_horizon() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1}, progress=T0 + 70), update(1, T0 + 70)])
+    assert T0 in shard.revisable
+    far = T0 + 60 * (REVISION_HORIZON_WINDOWS + 2)
+    shard.apply([update(0, T0 + 10, progress=far), update(1, far)])
+    assert shard.revisable == {}
+    assert shard.apply([update(0, T0 + 20, {(T0, ("a",)): 1})]) == [UncountedCount(T0, T0 + 60, BY_USER, ("a",), 1)]
+
+
+def test_an_update_from_a_process_with_other_settings_stops_the_shard() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    with pytest.raises(ConfigMismatchError, match="^WINDOW_SECONDS: .*60.*300"):
+        shard.apply([update(0, T0, {(T0, ("a",)): 1}, window=300)])
+    with pytest.raises(ConfigMismatchError, match="^SLICES: "):
+        shard.apply([update(0, T0, slices=(BY_USER_MIN2,))])
+    other = ShardUpdate(0, 0, 2, T0, T0, {}, ConfigFingerprint("user_id:1", 60, BUCKETS + 1, ROUTING_VERSION))
+    with pytest.raises(ConfigMismatchError, match="^SHARDS_PER_SLICE: "):
+        shard.apply([other])
+    older = ShardUpdate(0, 0, 2, T0, T0, {}, ConfigFingerprint("user_id:1", 60, BUCKETS, ROUTING_VERSION - 1))
+    with pytest.raises(ConfigMismatchError, match="^ROUTING_SCHEME: "):
+        shard.apply([older])
+
+
+def test_counter_and_shard_of_one_configuration_agree_on_the_fingerprint() -> None:
+    slices = (BY_USER, BY_APP_DEVICE)
+    assert ShardCounter(slices, 60, 4).fingerprint == WindowShard(slices, 60, 4).fingerprint
+    assert ShardCounter(slices, 60, 4).fingerprint != ShardCounter(slices[::-1], 60, 4).fingerprint
 
 
 def test_window_ending_after_the_closed_watermark_still_accepts_counts() -> None:
@@ -282,7 +375,7 @@ def test_window_ending_after_the_closed_watermark_still_accepts_counts() -> None
     # The minimum watermark T0+65 closed [T0, T0+60) but not [T0+60, T0+120).
     shard.apply([update(0, T0 + 65), update(1, T0 + 65)])
     shard.apply([update(0, T0 + 70, {(T0 + 60, ("u1",)): 2})])
-    assert shard.misrouted == 0
+    assert shard.uncounted == 0
     assert shard.apply([update(0, T0 + 120), update(1, T0 + 120)]) == [count(T0 + 60, "u1", 2)]
 
 
@@ -337,7 +430,7 @@ def test_snapshot_contents() -> None:
     shard.apply([update(0, T0 + 70, {(T0, ("a",)): 2, (T0 + 60, ("b",)): 1}, slice_index=0),
                  update(1, T0 + 61)])
     assert shard.snapshot() == ShardSnapshot(
-        "user_id", 60, BUCKETS, 2, {0: T0 + 70, 1: T0 + 61}, T0 + 61, {T0 + 60: {("b",): 1}}, ROUTING_VERSION
+        "user_id", 60, BUCKETS, 2, {0: T0 + 70, 1: T0 + 61}, T0 + 61, {T0 + 60: {("b",): 1}}, ROUTING_VERSION, {}
     )
 
 
@@ -436,7 +529,7 @@ def test_counter_into_shards_matches_a_direct_count() -> None:
         (T0 + 60, "app_version+device_type", ("2.3.0", "ios"), 1),
         (T0 + 60, "user_id", ("c",), 1),
     ]
-    assert sum(shard.misrouted for shard in shards.values()) == 0
+    assert sum(shard.uncounted for shard in shards.values()) == 0
 
 
 def test_restoring_with_another_shard_count_is_refused() -> None:
@@ -454,8 +547,10 @@ def test_restoring_a_slice_no_longer_configured_is_refused() -> None:
 
 
 def test_restoring_finds_the_slice_by_name_when_slices_are_reordered() -> None:
-    shard = WindowShard([BY_USER, BY_APP_DEVICE], 60, BUCKETS)
-    shard.apply([update(0, T0, {(T0, ("a",)): 1}, slice_index=0)])
-    restored = WindowShard([BY_APP_DEVICE, BY_USER], 60, BUCKETS, shard.snapshot())
-    emitted = restored.apply([update(0, T0 + 70, slice_index=1), update(1, T0 + 70, slice_index=1)])
+    before, after = (BY_USER, BY_APP_DEVICE), (BY_APP_DEVICE, BY_USER)
+    shard = WindowShard(before, 60, BUCKETS)
+    shard.apply([update(0, T0, {(T0, ("a",)): 1}, slice_index=0, slices=before)])
+    restored = WindowShard(after, 60, BUCKETS, shard.snapshot())
+    emitted = restored.apply([update(0, T0 + 70, slice_index=1, slices=after),
+                              update(1, T0 + 70, slice_index=1, slices=after)])
     assert [(c.slice.name, c.values, c.count) for c in emitted] == [("user_id", ("a",), 1)]

@@ -22,7 +22,8 @@ from operators.encoding import Headers, KafkaRecord
 from operators.kafka_client import client_reporting
 from operators.logs import kv
 from operators.settings import Settings
-from operators.topics import ensure_topic, topic_max_message_bytes
+from operators.shutdown import stop_on
+from operators.topics import KafkaSetupError, ensure_topic, topic_max_message_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ class KafkaTopicSink(DynamicSink[KafkaRecord]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> "_TopicWriter":
         """One producer per worker, after making sure the topic exists."""
-        ensure_topic(self.settings, self.topic, self.topic_config, self.setting_name, self.forwards_input)
-        limit = topic_max_message_bytes(self.settings, self.topic) if self.forwards_input else None
+        with stop_on(KafkaSetupError):
+            ensure_topic(self.settings, self.topic, self.topic_config, self.setting_name, self.forwards_input)
+            limit = topic_max_message_bytes(self.settings, self.topic) if self.forwards_input else None
         return _TopicWriter(self.settings, self.topic, limit)
 
 

@@ -32,6 +32,7 @@ from operators.logs import kv
 from operators.metrics import OFFSETS_SKIPPED, REJECTS, PartitionGauges
 from operators.partition import PartitionBatch, PartitionState, PartitionTracker
 from operators.settings import Settings
+from operators.shutdown import stop_on
 from operators.topics import PERMANENT_ERRORS, KafkaSetupError, fetch_metadata
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
 
     def list_parts(self) -> list[str]:
         """Every partition of the input topic, as its decimal id."""
-        partitions = list_partitions(self.settings)
+        with stop_on(KafkaSetupError):
+            partitions = list_partitions(self.settings)
         self._partition_count = len(partitions)
         return [str(partition) for partition in partitions]
 
@@ -101,7 +103,8 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
     ) -> "KafkaPartitionReader":
         """Open one partition at its resume offset, or at START_OFFSET."""
         if self._partition_count is None:
-            self._partition_count = len(list_partitions(self.settings))
+            with stop_on(KafkaSetupError):
+                self._partition_count = len(list_partitions(self.settings))
         if resume_state is not None:
             self.resuming = True
         return KafkaPartitionReader(self.settings, int(for_part), self._partition_count, resume_state, self)
@@ -203,7 +206,8 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         if not self._assigned:
             self._assign()
         if self.partition == 0 and not self.settings.stop_at_end:
-            self._check_growth()
+            with stop_on(TopicGrewError):
+                self._check_growth()
         if self._end_offset is not None and self._next_offset >= self._end_offset:
             return self._finish([], _no_message)
 
@@ -261,7 +265,6 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
                 f"INPUT_TOPIC={topic!r} grew from {self.partition_count} to {count} partitions; "
                 "stopping so that a restart (same recovery directory) reads the new partitions from their start"
             )
-            logger.error("%s", msg)
             raise TopicGrewError(msg)
 
     def _observe(self, batch: PartitionBatch, messages: int) -> None:

@@ -72,7 +72,6 @@ def fetch_metadata(settings: Settings, topic: str | None, setting_name: str) -> 
                     f"cannot read metadata for {setting_name}={topic!r} "
                     f"from KAFKA_BROKERS={settings.brokers!r}: {reason}"
                 )
-                logger.error("%s", msg)
                 raise KafkaSetupError(msg) from exc
 
 

@@ -42,6 +42,7 @@ from operators.logs import kv
 from operators.metrics import COUNTS_FOR_CLOSED_WINDOWS, RECORDS_EMITTED, WINDOWS_EMITTED, ClosingWatermark
 from operators.partition import PartitionBatch
 from operators.settings import FIELDS, SliceSpec
+from operators.shutdown import stop_on
 
 logger = logging.getLogger(__name__)
 
@@ -514,7 +515,8 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, ShardOutput, ShardSnapsho
     def on_batch(self, values: list[ShardUpdate]) -> tuple[list[ShardOutput], bool]:
         """Merge a batch of updates and emit the windows it closed."""
         self._snapshot = None
-        emitted = self.shard.apply(values)
+        with stop_on(ConfigMismatchError):
+            emitted = self.shard.apply(values)
         ClosingWatermark.observe(self.shard.closed_through)
         if emitted:
             observe_output(emitted)

@@ -31,6 +31,8 @@ def test_defaults() -> None:
     assert settings.start_offset == "earliest"
     assert settings.shards_per_slice == 4
     assert settings.batch_size == 5000
+    assert settings.max_field_bytes == 1024
+    assert settings.output_retention_hours == 168
     assert settings.log_level == "INFO"
     assert settings.kafka_props == {}
     assert settings.kafka_config() == {"bootstrap.servers": "localhost:9092"}
@@ -73,6 +75,8 @@ def test_default_slices_text_parses_to_the_default_slices() -> None:
         ("SHARDS_PER_SLICE", "16", "shards_per_slice", 16),
         ("SHARDS_PER_SLICE", "1", "shards_per_slice", 1),
         ("BATCH_SIZE", "100", "batch_size", 100),
+        ("MAX_FIELD_BYTES", "64", "max_field_bytes", 64),
+        ("OUTPUT_RETENTION_HOURS", "24", "output_retention_hours", 24),
         ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
         ("LOG_LEVEL", "WARNING", "log_level", "WARNING"),
         ("LOG_LEVEL", " error ", "log_level", "ERROR"),
@@ -161,6 +165,10 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
         ("SHARDS_PER_SLICE", "-1"),
         ("BATCH_SIZE", "x"),
         ("BATCH_SIZE", "0"),
+        ("MAX_FIELD_BYTES", "0"),
+        ("MAX_FIELD_BYTES", "1kb"),
+        ("OUTPUT_RETENTION_HOURS", "-1"),
+        ("OUTPUT_RETENTION_HOURS", "1.5"),
         ("KAFKA_BROKERS", ""),
         ("KAFKA_BROKERS", "   "),
         ("INPUT_TOPIC", ""),

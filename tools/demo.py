@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from operators.settings import ConfigError, Settings
+from operators.topics import metrics_topic_config
 from tools.demo_view import CLEAR_HOME, DemoStats, RecentLog, render_screen, render_status, render_summary
 
 log = logging.getLogger("demo")
@@ -270,7 +271,7 @@ def ensure_topics(settings: Settings) -> dict[str, list[int]]:
     # No replication factor given: the broker's default, so the demo also suits a bigger cluster.
     wanted = [
         NewTopic(settings.input_topic, PARTITIONS),
-        NewTopic(settings.output_topic, PARTITIONS, config={"cleanup.policy": "compact"}),
+        NewTopic(settings.output_topic, PARTITIONS, config=metrics_topic_config(settings)),
         NewTopic(settings.dlq_topic, 1),
         NewTopic(settings.late_topic, 1),
     ]

@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from operators.settings import Settings
+from operators.topics import metrics_topic_config
 from tools import generator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -398,7 +399,7 @@ def test_topic_init_creates_every_topic_the_dataflow_uses() -> None:
     topics = created_topics()
     settings = Settings.from_env(container_env("dataflow-0"))
     assert topics[settings.input_topic]["partitions"] == 3
-    assert topics[settings.output_topic]["config"].get("cleanup.policy") == "compact"
+    assert topics[settings.output_topic]["config"] == metrics_topic_config(settings)
     assert {settings.dlq_topic, settings.late_topic} <= set(topics)
     # The dataflow would give missing output topics the input's partition count.
     assert {t["partitions"] for t in topics.values()} == {3}

@@ -21,6 +21,8 @@ DEFAULT_SLICES = "user_id+device_id:2,user_id+ip:2,app_version+locale:1,app_vers
 
 StartOffset = Literal["earliest", "latest"]
 
+PROCESSING_GUARANTEES = ("at-least-once", "exactly-once")
+
 
 class ConfigError(ValueError):
     """A setting has a value loginflow cannot run with."""
@@ -72,6 +74,10 @@ class Settings:
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES
     # OUTPUT_RETENTION_HOURS: retention.ms of login-metrics when loginflow creates it.
     output_retention_hours: int = 168
+    # PROCESSING_GUARANTEE: at-least-once, or exactly-once (transactional outputs, committed each epoch).
+    processing_guarantee: str = "at-least-once"
+    # TRANSACTIONAL_ID_PREFIX: transactional.id is <prefix>-<topic>-<partition> with exactly-once.
+    transactional_id_prefix: str = "loginflow"
     # LOG_LEVEL
     log_level: str = "INFO"
     # LOG_FORMAT: kv (key=value lines) or json (one object per line).
@@ -107,12 +113,21 @@ class Settings:
             batch_size=_positive_int(env, "BATCH_SIZE", defaults.batch_size),
             max_field_bytes=_positive_int(env, "MAX_FIELD_BYTES", defaults.max_field_bytes),
             output_retention_hours=_positive_int(env, "OUTPUT_RETENTION_HOURS", defaults.output_retention_hours),
+            processing_guarantee=_choice(
+                env, "PROCESSING_GUARANTEE", PROCESSING_GUARANTEES, defaults.processing_guarantee
+            ),
+            transactional_id_prefix=_non_empty(env, "TRANSACTIONAL_ID_PREFIX", defaults.transactional_id_prefix),
             log_level=_log_level(env),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, defaults.log_format),
             pseudonymize=_pseudonymize(env),
             pseudonymize_key=_pseudonymize_key(env),
             kafka_props=kafka_props_from_env(env),
         )
+
+    @property
+    def exactly_once(self) -> bool:
+        """Whether outputs are written in transactions committed at each epoch."""
+        return self.processing_guarantee == "exactly-once"
 
     def kafka_config(self) -> dict[str, str]:
         """The librdkafka settings every client starts from."""

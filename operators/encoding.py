@@ -12,8 +12,8 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from operators import jsonio
-from operators.partition import LateEvent, Reject
-from operators.windowing import ShardOutput, UncountedCount, WindowCount
+from operators.partition import LateEvent, PartitionBatch, Reject
+from operators.windowing import ClosedCounts, UncountedCount, WindowCount
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -24,6 +24,18 @@ class KafkaRecord(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: Headers
+
+
+class RecordChunk(NamedTuple):
+    """Records that travel together to a sink, with the name of where they came from.
+
+    Records of one origin (a shard, an input partition) always take the same
+    path to the broker, so their order, and with it a revision's place after
+    the record it revises, is kept.
+    """
+
+    origin: str
+    records: list[KafkaRecord]
 
 
 # Every record of a window shares its two instants; format each once.
@@ -85,22 +97,23 @@ def encode_metric(
     return KafkaRecord(key, value, [])
 
 
-def encode_keyed_metric(item: tuple[str, ShardOutput], pseudonymizer: Pseudonymizer | None = None) -> KafkaRecord:
-    """`encode_metric` for the ``(shard_key, count)`` items of a stateful step."""
-    return encode_metric(item[1], pseudonymizer)
-
-
-def is_window_count(item: tuple[str, ShardOutput]) -> bool:
-    """Whether a shard's output item is a login-metrics count (else an uncounted one)."""
-    return type(item[1]) is WindowCount
+def encode_metrics(item: tuple[str, ClosedCounts], pseudonymizer: Pseudonymizer | None = None) -> RecordChunk:
+    """The login-metrics records of one shard's closed counts."""
+    shard, closed = item
+    return RecordChunk(shard, [encode_metric(count, pseudonymizer) for count in closed.counts])
 
 
 def encode_uncounted(
-    item: tuple[str, ShardOutput], source_topic: str, pseudonymizer: Pseudonymizer | None = None
-) -> KafkaRecord:
-    """A count its shard could no longer merge, for the DLQ: the metric record with ``error=window_closed``."""
-    key, value, _headers = encode_metric(item[1], pseudonymizer)
-    return KafkaRecord(key, value, [("error", b"window_closed"), ("source_topic", source_topic.encode())])
+    item: tuple[str, ClosedCounts], source_topic: str, pseudonymizer: Pseudonymizer | None = None
+) -> RecordChunk:
+    """Counts a shard could no longer merge, for the DLQ: their metric records with ``error=window_closed``."""
+    shard, closed = item
+    headers: Headers = [("error", b"window_closed"), ("source_topic", source_topic.encode())]
+    records = []
+    for count in closed.uncounted:
+        key, value, _headers = encode_metric(count, pseudonymizer)
+        records.append(KafkaRecord(key, value, headers))
+    return RecordChunk(shard, records)
 
 
 def source_headers(source_topic: str, partition: int, offset: int) -> Headers:
@@ -127,3 +140,23 @@ def encode_late(late: LateEvent, source_topic: str) -> KafkaRecord:
         *source_headers(source_topic, message.partition, message.offset),
     ]
     return KafkaRecord(message.key, message.value, headers)
+
+
+def input_origin(partition: int) -> str:
+    """The origin name of records forwarded from one input partition."""
+    return f"input-{partition}"
+
+
+def encode_rejects(batch: PartitionBatch, source_topic: str) -> RecordChunk:
+    """The DLQ records of one read batch."""
+    return RecordChunk(input_origin(batch.partition), [encode_reject(reject, source_topic) for reject in batch.rejects])
+
+
+def encode_late_events(batch: PartitionBatch, source_topic: str) -> RecordChunk:
+    """The late-topic records of one read batch."""
+    return RecordChunk(input_origin(batch.partition), [encode_late(late, source_topic) for late in batch.late])
+
+
+def has_records(chunk: RecordChunk) -> bool:
+    """Whether a chunk carries anything to write."""
+    return bool(chunk.records)

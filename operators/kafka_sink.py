@@ -1,29 +1,43 @@
-"""Kafka output that fails loudly instead of losing a record.
+"""Kafka output: every record confirmed at the epoch boundary, never lost silently.
 
-Bytewax's own `KafkaSink` flushes but never looks at delivery reports, so a
-record the broker refused would vanish. Here every write is confirmed before
-the step returns; a failed delivery stops the dataflow, and a resume from
-recovery writes it again.
+Each output topic is a Bytewax `FixedPartitionedSink`, so each of its
+partitions has a `snapshot()` that Bytewax calls at the end of every epoch in
+which it wrote, before that epoch's recovery snapshot can become durable.
+That is where delivery is made sure of: records are produced as they come,
+without waiting, and `snapshot()` waits for them and fails on any refusal.
+Reading never stops for acknowledgements, and a crash loses nothing that the
+recovery snapshot claims was written.
 
-One refusal would repeat on every resume: a forwarded input message larger
-than the DLQ or late topic accepts (the input topic may allow more). Those
-sinks write such a record again with its value cut and a `truncated` header
-giving the original length, so one message can never stop the dataflow.
+With PROCESSING_GUARANTEE=exactly-once the Bytewax partitions are the Kafka
+partitions, each written in transactions committed by `snapshot()`
+(`operators.transactional_writer`). With at-least-once, records keep their
+origin's path (a shard, an input partition) to one producer per process, and
+librdkafka places them with Java's murmur2 partitioner.
+
+A forwarded input message larger than the DLQ or late topic takes (the input
+topic may allow more) would be refused on every resume. Such a record is
+written with its value cut and a `truncated` header giving the original
+length, decided before producing, so a replay writes the same bytes.
 """
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
+from zlib import adler32
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+import bytewax.operators as op
+from bytewax.dataflow import Stream, operator
+from bytewax.outputs import FixedPartitionedSink, Sink, StatefulSinkPartition
+from confluent_kafka import KafkaError, Message, Producer
 
-from operators.encoding import Headers, KafkaRecord
+from operators.encoding import KafkaRecord, RecordChunk, has_records
 from operators.kafka_client import client_reporting
 from operators.logs import kv
+from operators.murmur2 import partition_for
 from operators.settings import Settings
 from operators.shutdown import stop_on
-from operators.topics import KafkaSetupError, ensure_topic, topic_max_message_bytes
+from operators.topics import KafkaSetupError, ensure_topic, topic_max_message_bytes, topic_partition_count
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +45,23 @@ FLUSH_TIMEOUT_S = 60.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_QUEUED_RECORDS = 1_000_000
 TRUNCATED_VALUE_BYTES = 64 * 1024
-# Room left in a refused record for its key, headers and the batch framing.
+# The broker's own default, for a topic whose limit cannot be read.
+DEFAULT_TOPIC_MAX_MESSAGE_BYTES = 1_048_588
+# Room left in a record for its key, headers and the batch framing.
 RECORD_OVERHEAD_BYTES = 4096
+
+Routed = tuple[str, list[KafkaRecord]]
 
 
 class DeliveryError(RuntimeError):
     """The broker did not accept a record."""
+
+
+def record_size(record: KafkaRecord) -> int:
+    """Uncompressed bytes of a record's key, value and headers."""
+    key, value, headers = record
+    header_bytes = sum(len(name) + len(data or b"") for name, data in headers)
+    return len(key or b"") + len(value or b"") + header_bytes
 
 
 def truncated(record: KafkaRecord, max_message_bytes: int) -> KafkaRecord:
@@ -48,8 +73,13 @@ def truncated(record: KafkaRecord, max_message_bytes: int) -> KafkaRecord:
     return KafkaRecord(key, (value or b"")[:keep], [*headers, ("truncated", str(original).encode())])
 
 
-class KafkaTopicSink(DynamicSink[KafkaRecord]):
-    """Writes `KafkaRecord`s to one topic, from every worker."""
+def part_name(partition: int) -> str:
+    """A Bytewax partition key that sorts like the Kafka partition number."""
+    return f"{partition:05d}"
+
+
+class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], int | None]):
+    """Writes `RecordChunk`s to one topic; see the module docstring."""
 
     def __init__(
         self,
@@ -63,36 +93,105 @@ class KafkaTopicSink(DynamicSink[KafkaRecord]):
         """Produce to `topic`, creating it with `topic_config` if it is missing.
 
         A sink that `forwards_input` (DLQ, late) creates its topic to take the
-        input topic's largest message, and truncates a record still refused.
+        input topic's largest message, and truncates a record that would not fit.
         """
         self.settings = settings
         self.topic = topic
         self.setting_name = setting_name
         self.topic_config = dict(topic_config or {})
         self.forwards_input = forwards_input
+        self._partitions: int | None = None
+        self._fit: int | None = None
+        self._lock = threading.Lock()
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> "_TopicWriter":
-        """One producer per worker, after making sure the topic exists."""
-        with stop_on(KafkaSetupError):
-            ensure_topic(self.settings, self.topic, self.topic_config, self.setting_name, self.forwards_input)
-            limit = topic_max_message_bytes(self.settings, self.topic) if self.forwards_input else None
-        return _TopicWriter(self.settings, self.topic, limit)
+    def _discover(self) -> int:
+        with self._lock:
+            if self._partitions is None:
+                with stop_on(KafkaSetupError):
+                    ensure_topic(self.settings, self.topic, self.topic_config, self.setting_name, self.forwards_input)
+                    self._partitions = topic_partition_count(self.settings, self.topic, self.setting_name)
+                    if self.forwards_input:
+                        limit = topic_max_message_bytes(self.settings, self.topic)
+                        self._fit = limit if limit is not None else DEFAULT_TOPIC_MAX_MESSAGE_BYTES
+            return self._partitions
+
+    def list_parts(self) -> list[str]:
+        """One Bytewax partition per partition of the topic (created first if missing)."""
+        return [part_name(partition) for partition in range(self._discover())]
+
+    def part_fn(self, item_key: str) -> int:
+        """The Kafka partition a routed chunk names, or a stable hash of its origin."""
+        if self.settings.exactly_once:
+            return int(item_key)
+        return adler32(item_key.encode())
+
+    def route(self, chunk: RecordChunk) -> list[Routed]:
+        """Key a chunk for `part_fn`: by Kafka partition with exactly-once, else by origin."""
+        partitions = self._discover()
+        records = chunk.records
+        if self._fit is not None:
+            records = [record if record_size(record) <= self._fit - RECORD_OVERHEAD_BYTES else self._cut(record)
+                       for record in records]
+        if not self.settings.exactly_once:
+            return [(chunk.origin, records)]
+        # A record without a key (a forwarded tombstone key) goes where its
+        # origin's name would: deterministic, so a replay finds its first copy.
+        fallback = partition_for(chunk.origin.encode(), partitions)
+        by_partition: dict[int, list[KafkaRecord]] = {}
+        for record in records:
+            target = fallback if record.key is None else partition_for(record.key, partitions)
+            by_partition.setdefault(target, []).append(record)
+        return [(str(partition), group) for partition, group in by_partition.items()]
+
+    def _cut(self, record: KafkaRecord) -> KafkaRecord:
+        cut = truncated(record, self._fit or DEFAULT_TOPIC_MAX_MESSAGE_BYTES)
+        logger.warning(
+            "record too large for its topic, written truncated %s",
+            kv(topic=self.topic, original_bytes=len(record.value or b""), written_bytes=len(cut.value or b"")),
+        )
+        return cut
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> StatefulSinkPartition[list[KafkaRecord], int | None]:
+        """A transactional writer of one Kafka partition, or this process's shared producer."""
+        if self.settings.exactly_once:
+            # Imported here: the transactional machinery is only for exactly-once.
+            from operators.transactional_writer import TransactionalWriter  # noqa: PLC0415
+
+            return TransactionalWriter(self.settings, self.topic, self.setting_name, int(for_part), resume_state)
+        return _FlushAtSnapshot(_shared_producer(self.settings, self.topic))
 
 
-class _TopicWriter(StatelessSinkPartition[KafkaRecord]):
-    def __init__(self, settings: Settings, topic: str, truncate_to_fit: int | None) -> None:
+_PRODUCERS: dict[str, "TopicProducer"] = {}
+_PRODUCERS_LOCK = threading.Lock()
+
+
+def _shared_producer(settings: Settings, topic: str) -> "TopicProducer":
+    with _PRODUCERS_LOCK:
+        producer = _PRODUCERS.get(topic)
+        if producer is None:
+            producer = _PRODUCERS[topic] = TopicProducer(settings, topic)
+        return producer
+
+
+class TopicProducer:
+    """One idempotent producer for a topic, shared by this process's sink partitions."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        """Configure for bursts: a deep local queue, and reports of failures only."""
         self.topic = topic
-        self.truncate_to_fit = truncate_to_fit
         self.failures: list[str] = []
-        self.too_large: list[KafkaRecord] = []
         config: dict[str, Any] = {
             **settings.kafka_config(),
             # Retries must not reorder or duplicate within a run.
             "enable.idempotence": "true",
             "linger.ms": "5",
             "compression.type": "lz4",
-            # A reject is forwarded byte for byte, so allow what the input
-            # topic allowed; the broker's per-topic limit still applies.
+            # Java's partitioner for keyed records; keyless ones spread randomly.
+            "partitioner": "murmur2_random",
+            # Forwarded records can be as large as the input allowed; the
+            # broker's per-topic limit still applies.
             "message.max.bytes": str(MAX_MESSAGE_BYTES),
             # A closing window writes its records in one burst; room for the
             # whole burst keeps `produce` from stalling on a full queue.
@@ -106,65 +205,68 @@ class _TopicWriter(StatelessSinkPartition[KafkaRecord]):
         }
         self._producer = Producer(config)
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            return
-        if self.truncate_to_fit is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-            raw = message.headers() or []
-            headers: Headers = list(raw.items() if isinstance(raw, dict) else raw)
-            self.too_large.append(KafkaRecord(message.key(), message.value(), headers))
-            return
-        self.failures.append(error.str())
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self.failures.append(error.str())
 
-    def _produce(self, record: KafkaRecord) -> None:
-        key, value, headers = record
-        while True:
-            try:
-                if headers:
-                    self._producer.produce(self.topic, value, key, headers=headers)
-                else:
-                    self._producer.produce(self.topic, value, key)
-                return
-            except BufferError:
-                # Local queue full: serve delivery reports to make room.
-                self._producer.poll(0.1)
-            except KafkaException as exc:
-                too_large = exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
-                if not (too_large and self.truncate_to_fit is not None):
-                    raise
-                # Larger than this producer may send at all: cut it now.
-                record = self._cut(record)
-                key, value, headers = record
+    def produce(self, records: list[KafkaRecord]) -> None:
+        """Queue `records` without waiting for the broker."""
+        produce, topic = self._producer.produce, self.topic
+        for key, value, headers in records:
+            while True:
+                try:
+                    if headers:
+                        produce(topic, value, key, headers=headers)
+                    else:
+                        produce(topic, value, key)
+                    break
+                except BufferError:
+                    # Local queue full: serve delivery reports to make room.
+                    self._producer.poll(0.1)
+        self._producer.poll(0)
 
-    def _cut(self, record: KafkaRecord) -> KafkaRecord:
-        limit = self.truncate_to_fit if self.truncate_to_fit is not None else MAX_MESSAGE_BYTES
-        cut = truncated(record, min(limit, MAX_MESSAGE_BYTES))
-        logger.warning(
-            "record too large for its topic, written truncated %s",
-            kv(topic=self.topic, original_bytes=len(record.value or b""), written_bytes=len(cut.value or b"")),
-        )
-        return cut
-
-    def write_batch(self, items: list[KafkaRecord]) -> None:
-        for item in items:
-            self._produce(item)
-        self._flush()
-        if self.too_large:
-            refused, self.too_large = self.too_large, []
-            for record in refused:
-                self._produce(self._cut(record))
-            self._flush()
-        if self.too_large:
-            self.failures.extend(f"{len(record.value or b'')} bytes even when truncated" for record in self.too_large)
-        if self.failures:
-            msg = f"{len(self.failures)} records to {self.topic!r} were refused, first: {self.failures[0]}"
-            raise DeliveryError(msg)
-
-    def _flush(self) -> None:
+    def confirm(self) -> None:
+        """Wait until every queued record is acknowledged; raise if any was not."""
         remaining = self._producer.flush(FLUSH_TIMEOUT_S)
         if remaining:
             msg = f"{remaining} records to {self.topic!r} still undelivered after {FLUSH_TIMEOUT_S:.0f}s"
             raise DeliveryError(msg)
+        if self.failures:
+            msg = f"{len(self.failures)} records to {self.topic!r} were refused, first: {self.failures[0]}"
+            raise DeliveryError(msg)
+
+
+class _FlushAtSnapshot(StatefulSinkPartition[list[KafkaRecord], int | None]):
+    """At-least-once: produce as chunks come, confirm at each epoch's end."""
+
+    def __init__(self, producer: TopicProducer) -> None:
+        self.producer = producer
+
+    def write_batch(self, values: list[list[KafkaRecord]]) -> None:
+        for records in values:
+            self.producer.produce(records)
+
+    def snapshot(self) -> int | None:
+        self.producer.confirm()
+        return None
 
     def close(self) -> None:
-        self._producer.flush(FLUSH_TIMEOUT_S)
+        self.producer.confirm()
+
+
+def records_of(chunk: RecordChunk) -> list[KafkaRecord]:
+    """The records of a chunk, one item each, for sinks that are not Kafka topics (tests)."""
+    return chunk.records
+
+
+@operator
+def write_kafka(step_id: str, up: Stream[RecordChunk], sink: Sink[Any]) -> None:
+    """Write chunks of records to a `KafkaTopicSink`, routed to its partitions.
+
+    Any other sink (a `TestingSink` in flow tests) gets the records one by one.
+    """
+    chunks = op.filter("skip_empty", up, has_records)
+    if isinstance(sink, KafkaTopicSink):
+        op.output("produce", op.flat_map("route", chunks, sink.route), sink)
+    else:
+        op.output("produce", op.flat_map("flatten", chunks, records_of), sink)

@@ -80,6 +80,17 @@ def metrics_topic_config(settings: Settings) -> dict[str, str]:
     return {"cleanup.policy": "compact,delete", "retention.ms": str(settings.output_retention_hours * 3_600_000)}
 
 
+def topic_partition_count(settings: Settings, topic: str, setting_name: str) -> int:
+    """How many partitions `topic` has, failing clearly if it has none."""
+    _admin, metadata = fetch_metadata(settings, topic, setting_name)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        problem = found.error if found is not None else "not found"
+        msg = f"{setting_name}={topic!r} has no readable partitions on {settings.brokers}: {problem}"
+        raise TopicError(msg)
+    return len(found.partitions)
+
+
 def topic_max_message_bytes(settings: Settings, topic: str) -> int | None:
     """The topic's max.message.bytes, or None when the broker does not say."""
     admin = AdminClient({**settings.kafka_config(), **client_reporting()})

@@ -78,7 +78,7 @@ def test_missing_output_topics_are_created_and_metrics_is_compacted(
             for resource, future in admin.describe_configs(resources).items()
             for configs in [future.result(timeout=30)]
         }
-        assert policies == {topics["metrics"]: "compact", topics["dlq"]: "delete", topics["late"]: "delete"}
+        assert policies == {topics["metrics"]: "compact,delete", topics["dlq"]: "delete", topics["late"]: "delete"}
         assert len(collect(kafka_brokers, topics)["metrics"]) > 0
     finally:
         delete_topics(kafka_brokers, topics.values())

@@ -7,7 +7,9 @@ import pytest
 
 from operators.encoding import (
     KafkaRecord,
-    encode_keyed_metric,
+    RecordChunk,
+    encode_metrics,
+    encode_uncounted,
     encode_late,
     encode_metric,
     encode_reject,
@@ -17,7 +19,7 @@ from operators.encoding import (
 from operators.events import RawMessage
 from operators.partition import LateEvent, Reject
 from operators.settings import SliceSpec
-from operators.windowing import WindowCount
+from operators.windowing import ClosedCounts, UncountedCount, WindowCount
 
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z
 
@@ -87,9 +89,17 @@ def test_metric_encoding_is_deterministic() -> None:
     assert (first.key, first.value, first.headers) == (second.key, second.value, second.headers)
 
 
-def test_keyed_metric_ignores_the_shard_key() -> None:
-    window_count = WindowCount(T0, T0 + 60, USER_IP, ("u1", "10.0.0.1"), 3)
-    assert encode_keyed_metric(("user_id+ip#3", window_count)) == encode_metric(window_count)
+def test_a_shard_chunk_encodes_each_count_and_keeps_the_shard_as_its_origin() -> None:
+    counts = [WindowCount(T0, T0 + 60, USER_IP, ("u1", "10.0.0.1"), 3), WindowCount(T0, T0 + 60, USER_IP, ("u2", "x"), 2)]
+    chunk = encode_metrics(("user_id+ip#3", ClosedCounts(counts, [])))
+    assert chunk == RecordChunk("user_id+ip#3", [encode_metric(count) for count in counts])
+
+
+def test_uncounted_counts_go_to_the_dlq_as_metric_records_with_window_closed() -> None:
+    late = UncountedCount(T0, T0 + 60, USER_IP, ("u1", "10.0.0.1"), 4)
+    chunk = encode_uncounted(("user_id+ip#3", ClosedCounts([], [late])), "user-login")
+    key, value, _ = encode_metric(WindowCount(*late))
+    assert chunk.records == [KafkaRecord(key, value, [("error", b"window_closed"), ("source_topic", b"user-login")])]
 
 
 def test_source_headers() -> None:

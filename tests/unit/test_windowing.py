@@ -12,6 +12,7 @@ from operators.partition import PartitionBatch
 from operators.settings import SliceSpec
 from operators.windowing import (
     REVISION_HORIZON_WINDOWS,
+    ClosedCounts,
     ROUTING_VERSION,
     ConfigFingerprint,
     ConfigMismatchError,
@@ -490,7 +491,7 @@ def test_logic_returns_the_resume_state_until_changed() -> None:
     resume = shard.snapshot()
     logic = WindowShardLogic([BY_USER], 60, BUCKETS, resume)
     assert logic.snapshot() is resume
-    assert logic.on_batch([update(0, T0 + 60), update(1, T0 + 60)]) == ([count(T0, "a", 1)], False)
+    assert logic.on_batch([update(0, T0 + 60), update(1, T0 + 60)]) == ([ClosedCounts([count(T0, "a", 1)], [])], False)
     assert logic.snapshot() is not resume
     assert logic.snapshot().windows == {}
 

@@ -3,9 +3,14 @@
 Output is at-least-once: after a resume, whatever was emitted since the last
 snapshot is emitted again. Every copy must be byte-identical, so the
 deduplicated (or compacted) topics equal the batch answer.
+
+Each crash comes after the recovery store committed a snapshot, and each
+resumed run must show (in its `reading partition` log lines) that it started
+from that snapshot's offsets, not from the beginning of the input.
 """
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.dataflow_runner import RUN_SCRIPT, DataflowCluster
+from tests.evidence import committed_epoch, log_texts, partition_starts
 from tests.kafka_harness import consume_all, produce, wait_until
 from tests.outputs import assert_exact, collect, flow_env, output_topics, read_partitions, source_of
 from tests.reference import expected_output
@@ -39,12 +45,40 @@ def distinct_rejects(brokers: str, topic: str) -> int:
     return len({source_of(record) for record in consume_all(brokers, topic)})
 
 
-def crash_when(cluster: DataflowCluster, brokers: str, dlq_topic: str, rejects: int) -> None:
-    """SIGKILL every process once `rejects` distinct rejects were written, mid-run."""
-    wait_until(lambda: distinct_rejects(brokers, dlq_topic) >= rejects or cluster.any_exited(),
-               timeout=RUN_TIMEOUT_S, interval=0.2)
+def crash_when(cluster: DataflowCluster, brokers: str, dlq_topic: str, rejects: int, recovery_dir: Path,
+               before: int) -> None:
+    """SIGKILL every process mid-run, once `rejects` distinct rejects were written and a snapshot newer than
+    epoch `before` was committed.
+
+    Without a snapshot committed during this run, a resume would rightly start
+    where the previous one did, and could not show that it resumes.
+    """
+
+    def ready() -> bool:
+        return cluster.any_exited() or (
+            committed_epoch(recovery_dir) > before and distinct_rejects(brokers, dlq_topic) >= rejects)
+
+    wait_until(ready, timeout=RUN_TIMEOUT_S, interval=0.1, retry_on=(sqlite3.OperationalError,))
     assert not cluster.any_exited(), f"the run ended before the planned crash:\n{cluster.tail()}"
     cluster.stop(signal.SIGKILL)
+
+
+def assert_resumed(cluster: DataflowCluster, inputs: dict[int, list], nothing_left: bool = False) -> None:
+    """The run started every partition from its snapshot, so it read less than the input holds.
+
+    A run that ignored its snapshots and read from offset 0 again would read
+    all of it; with `nothing_left` (the input was finished before), it must read nothing.
+    """
+    starts = partition_starts(log_texts(cluster.logs))
+    assert sorted(starts) == sorted(inputs), f"not every partition logged its start: {starts}"
+    assert all(start.resumed for start in starts.values()), f"a partition did not resume: {starts}"
+    assert all(start.high == len(inputs[p]) for p, start in starts.items()), starts
+    to_read = sum(start.high - start.start_offset for start in starts.values())
+    total = sum(map(len, inputs.values()))
+    if nothing_left:
+        assert to_read == 0, f"the rerun read {to_read} message(s) again: {starts}"
+    else:
+        assert to_read < total, f"the resumed run read all {total} messages again: {starts}"
 
 
 @pytest.fixture
@@ -62,15 +96,21 @@ def run_with_crashes(kafka_brokers: str, topic_factory, tmp_path: Path, skewed_i
     """Run each layout in turn on one recovery directory; all but the last are killed mid-run."""
     input_topic, inputs, expected = skewed_input
     topics = output_topics(topic_factory)
+    # Small batches stretch the run over several snapshots, so each crash
+    # can come after one was committed.
     env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true", BATCH_SIZE="500")
-    recovery_args = init_recovery(tmp_path / "recovery")
+                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true", BATCH_SIZE="100", LOG_FORMAT="kv")
+    recovery_dir = tmp_path / "recovery"
+    recovery_args = init_recovery(recovery_dir)
     total_rejects = len(expected.rejects)
     crash_points = [total_rejects * (index + 1) // (len(layouts) + 1) for index in range(len(layouts) - 1)]
 
-    for (processes, workers), crash_at in zip(layouts, crash_points, strict=False):
+    for index, ((processes, workers), crash_at) in enumerate(zip(layouts, crash_points, strict=False)):
+        before = committed_epoch(recovery_dir)
         with DataflowCluster(env, tmp_path, processes, workers, recovery_args) as cluster:
-            crash_when(cluster, kafka_brokers, topics["dlq"], crash_at)
+            crash_when(cluster, kafka_brokers, topics["dlq"], crash_at, recovery_dir, before)
+        if index > 0:
+            assert_resumed(cluster, inputs)
         # Stay down longer than the allowed lateness: resumed event time must
         # not depend on how long the dataflow was away.
         time.sleep(LATENESS + 1)
@@ -80,6 +120,7 @@ def run_with_crashes(kafka_brokers: str, topic_factory, tmp_path: Path, skewed_i
         results = cluster.wait(RUN_TIMEOUT_S)
     for finished in results:
         assert finished.returncode == 0, finished.stderr[-3000:]
+    assert_resumed(cluster, inputs)
 
     out = collect(kafka_brokers, topics)
     assert_exact(out, expected, inputs, allow_duplicates=True)
@@ -100,12 +141,23 @@ def test_run_script_inits_recovery_once_and_a_rerun_adds_nothing_new(kafka_broke
     input_topic, inputs, expected = skewed_input
     topics = output_topics(topic_factory)
     env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true",
+                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true", LOG_FORMAT="kv",
                    RECOVERY_DIR=str(tmp_path / "recovery"), RECOVERY_PARTITIONS="3", PYTHON=sys.executable)
-    for _ in range(2):
-        with DataflowCluster(env, tmp_path, processes=2, workers=1, command=RUN_SCRIPT) as cluster:
-            results = cluster.wait(RUN_TIMEOUT_S)
-        for finished in results:
-            assert finished.returncode == 0, finished.stderr[-3000:]
+    with DataflowCluster(env, tmp_path, processes=2, workers=1, command=RUN_SCRIPT) as cluster:
+        results = cluster.wait(RUN_TIMEOUT_S)
+    for finished in results:
+        assert finished.returncode == 0, finished.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "recovery").glob("*.sqlite3")) == [f"part-{i}.sqlite3" for i in range(3)]
-    assert_exact(collect(kafka_brokers, topics), expected, inputs, allow_duplicates=True)
+    first = collect(kafka_brokers, topics)
+    # One run without failures: no repeats.
+    assert_exact(first, expected, inputs)
+
+    with DataflowCluster(env, tmp_path, processes=2, workers=1, command=RUN_SCRIPT) as cluster:
+        results = cluster.wait(RUN_TIMEOUT_S)
+    for finished in results:
+        assert finished.returncode == 0, finished.stderr[-3000:]
+    assert_resumed(cluster, inputs, nothing_left=True)
+    # Read to the high watermarks again: the rerun wrote nothing to any topic.
+    after = collect(kafka_brokers, topics)
+    assert {name: len(records) for name, records in after.items()} == {
+        name: len(records) for name, records in first.items()}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.dataflow_runner import REPO, DataflowCluster, free_port
+from tests.evidence import read_to_end
 from tests.kafka_harness import LocalBroker, create_topic
 from tests.outputs import assert_exact, collect, flow_env, read_partitions
 from tests.reference import expected_output
@@ -49,13 +50,14 @@ def test_dataflow_and_generator_authenticate(sasl_broker, tmp_path: Path) -> Non
          "--count", "3000", "--bad-fraction", "0.02", "--no-progress"],
         cwd=REPO, env={**credentials(PASSWORD), "PATH": "/usr/bin:/bin"}, check=True, timeout=120,
     )
-    env = flow_env(sasl, input_topic, topics, STOP_AT_END="true", **credentials(PASSWORD))
+    env = flow_env(sasl, input_topic, topics, STOP_AT_END="true", LOG_FORMAT="kv", **credentials(PASSWORD))
     with DataflowCluster(env, tmp_path) as cluster:
         (finished,) = cluster.wait(120)
     assert finished.returncode == 0, finished.stderr[-3000:]
     # Read back through the plaintext listener: the check does not depend on SASL.
     inputs = read_partitions(broker.bootstrap, input_topic)
     assert sum(map(len, inputs.values())) == 3000
+    assert read_to_end([finished.stderr]) == {partition: len(values) for partition, values in inputs.items()}
     assert_exact(collect(broker.bootstrap, topics), expected_output(inputs, 60, 10), inputs)
 
 

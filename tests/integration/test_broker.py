@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from tests.kafka_harness import (
-    KAFKA_SCRIPT,
     LocalBroker,
     OutMessage,
     Record,
@@ -84,8 +84,9 @@ def test_records_survive_broker_restart(tmp_path: Path) -> None:
     broker = LocalBroker.on_free_ports(tmp_path / "kafka")
     try:
         broker.up()
-        if broker.kind() != "apache":
-            pytest.skip(f"the {broker.kind()} broker keeps data in memory only")
+        if os.environ.get("LOCAL_BROKER") == "tansu":
+            pytest.skip("LOCAL_BROKER=tansu was chosen: that broker keeps data in memory only")
+        assert broker.kind() == "apache"
         topic = create_topic(broker.bootstrap, partitions=2)
         messages: list[OutMessage] = [(i % 2, f"user-{i}".encode(), f"login {i}".encode()) for i in range(200)]
         offsets = produce(broker.bootstrap, topic, messages)
@@ -119,4 +120,23 @@ def test_script_rejects_unknown_commands(tmp_path: Path) -> None:
     result = broker.run("bogus")
     assert result.returncode == 2
     assert "usage" in result.stderr
-    assert KAFKA_SCRIPT.exists()
+
+
+def test_up_without_java_fails_instead_of_falling_back_to_tansu(tmp_path: Path) -> None:
+    # A `java` first on PATH that is too old to run Kafka 4, and no JAVA_HOME.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    java = fake_bin / "java"
+    java.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    java.chmod(0o755)
+    environment = {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "JAVA_HOME": "", "LOCAL_BROKER": "apache"}
+    broker = LocalBroker.on_free_ports(tmp_path / "kafka")
+    broker = LocalBroker(broker.port, broker.controller_port, broker.state_dir, env=environment)
+    try:
+        result = broker.run("up")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "no Java >= 17 found" in result.stderr and "LOCAL_BROKER=tansu" in result.stderr, result.stderr
+        assert broker.status() == 3
+        assert broker.kind() == "unknown", "nothing was started"
+    finally:
+        broker.down()

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from tests.kafka_harness import consume_all as harness_consume_all
 from tools import generator_kafka
 from tools.generator import (
     BAD_KINDS,
@@ -425,21 +425,11 @@ def test_pump_paces_to_the_rate_and_stops_at_the_duration(monkeypatch: pytest.Mo
 # --- Kafka (only with a reachable KAFKA_BROKERS) -------------------------------------------------
 
 
-def consume_all(brokers: str, topic: str, expected: int, partitions: int) -> dict[int, list[tuple[Any, Any]]]:
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"gen-test-{uuid.uuid4()}",
-                         "enable.auto.commit": False})  # fmt: skip
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+def read_topic(brokers: str, topic: str) -> dict[int, list[tuple[Any, Any]]]:
+    """The topic to the high watermark it has once the generator returned, so duplicates show."""
     got: dict[int, list[tuple[Any, Any]]] = defaultdict(list)
-    misses = 0
-    try:
-        while sum(map(len, got.values())) < expected and misses < 30:
-            batch = consumer.consume(1000, timeout=1.0)
-            misses = 0 if batch else misses + 1
-            for msg in batch:
-                assert msg.error() is None, msg.error()
-                got[msg.partition()].append((msg.key(), msg.value()))
-    finally:
-        consumer.close()
+    for record in harness_consume_all(brokers, topic):
+        got[record.partition].append((record.key, record.value))
     return got
 
 
@@ -457,7 +447,7 @@ def test_produces_byte_exact_messages_to_their_partitions(kafka_brokers: str, tm
                      "--max-bad-size", "300000", "--skew", "5,1,1"]) == 0  # fmt: skip
         assert main([*common, "--topic", topics[1], "--from-file", str(recording), "--rate", "5000"]) == 0
         for topic in topics:
-            got = consume_all(brokers, topic, config.count or 0, 3)
+            got = read_topic(brokers, topic)
             # None stays None and b"" stays b"": tombstones and empty values are different bad kinds.
             assert got == {p: [(m.key, m.value) for m in ms] for p, ms in expected.items()}
     finally:

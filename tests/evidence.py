@@ -1,0 +1,83 @@
+"""What a dataflow run says about itself: its log lines and its recovery store.
+
+Tests use these to check claims the output topics alone cannot show: that a
+resumed run started where its snapshot left off, that every partition was
+read to its end, that no ERROR was logged.
+"""
+
+import re
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+_KV = re.compile(r"(\w+)=(\S+)")
+# The kv log format: "<date> <time>,<ms> LEVEL logger pid=N message".
+_ERROR_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d+ (ERROR|CRITICAL) ", re.MULTILINE)
+
+
+def _fields(line: str, marker: str) -> dict[str, str]:
+    return dict(_KV.findall(line.split(marker, 1)[1]))
+
+
+@dataclass(frozen=True)
+class PartitionStart:
+    """One `reading partition ...` line: where the source began a partition."""
+
+    partition: int
+    start_offset: int
+    high: int
+    resumed: bool
+
+
+def log_texts(logs: Iterable[Path]) -> list[str]:
+    return [path.read_text(errors="replace") for path in logs]
+
+
+def partition_starts(texts: Iterable[str]) -> dict[int, PartitionStart]:
+    """Every partition's start line across the logs of one run; each partition must start once."""
+    starts: dict[int, PartitionStart] = {}
+    for text in texts:
+        for line in text.splitlines():
+            if " reading partition " not in line:
+                continue
+            fields = _fields(line, " reading partition ")
+            start = PartitionStart(int(fields["partition"]), int(fields["start_offset"]), int(fields["high"]),
+                                   fields["resumed"] == "True")
+            assert start.partition not in starts, f"partition {start.partition} started twice in one run"
+            starts[start.partition] = start
+    return starts
+
+
+def read_to_end(texts: Iterable[str]) -> dict[int, int]:
+    """Partition -> next_offset from the `partition read to its end` lines of a bounded run."""
+    ends: dict[int, int] = {}
+    for text in texts:
+        for line in text.splitlines():
+            if " partition read to its end " in line:
+                fields = _fields(line, " partition read to its end ")
+                ends[int(fields["partition"])] = int(fields["next_offset"])
+    return ends
+
+
+def error_lines(texts: Iterable[str]) -> list[str]:
+    """Log lines at ERROR or CRITICAL level (kv log format)."""
+    return [match.string[match.start():].split("\n", 1)[0] for text in texts for match in _ERROR_LINE.finditer(text)]
+
+
+def committed_epoch(recovery_dir: Path) -> int:
+    """The epoch every recovery partition has committed (0 before the first commit).
+
+    A resume starts from the oldest partition's latest commit, so that is the
+    most a crash right now could resume from.
+    """
+    latest = []
+    for path in sorted(recovery_dir.glob("*.sqlite3")):
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            (epoch,) = connection.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
+        finally:
+            connection.close()
+        latest.append(epoch or 0)
+    assert latest, f"no recovery partitions in {recovery_dir}"
+    return min(latest)

@@ -5,22 +5,36 @@ from __future__ import annotations
 import os
 
 import pytest
+from confluent_kafka import Producer
 
-from operators.encoding import KafkaRecord
-from operators.kafka_sink import DeliveryError, KafkaTopicSink
+from operators.encoding import KafkaRecord, RecordChunk
+from operators.kafka_sink import TRUNCATED_VALUE_BYTES, DeliveryError, KafkaTopicSink
+from operators.murmur2 import partition_for
 from operators.settings import Settings
+from operators.transactional_writer import TransactionalWriter
 from tests.kafka_harness import TopicFactory, consume_all, headers_dict
 
 pytestmark = pytest.mark.kafka
+
+EXACTLY_ONCE = {"processing_guarantee": "exactly-once", "transactional_id_prefix": "sink-test"}
+
+
+def write_chunk(sink: KafkaTopicSink, records: list[KafkaRecord], origin: str = "shard#0") -> None:
+    """What Bytewax does with one chunk: route it, build each partition, write, and close the epoch."""
+    parts = sink.list_parts()
+    for item_key, routed in sink.route(RecordChunk(origin, records)):
+        part = sink.build_part("write", parts[sink.part_fn(item_key) % len(parts)], None)
+        part.write_batch([routed])
+        part.snapshot()
+        part.close()
 
 
 def test_sink_writes_every_record_with_its_key_value_and_headers(kafka_brokers: str,
                                                                  topic_factory: TopicFactory) -> None:  # fmt: skip
     topic = topic_factory(1)
-    writer = KafkaTopicSink(Settings(brokers=kafka_brokers), topic, "OUTPUT_TOPIC").build("write", 0, 1)
+    sink = KafkaTopicSink(Settings(brokers=kafka_brokers), topic, "OUTPUT_TOPIC")
     records = [KafkaRecord(b"k%d" % i, b"v%d" % i, [("h", b"%d" % i)] if i % 2 else []) for i in range(2_000)]
-    writer.write_batch(records)
-    writer.close()
+    write_chunk(sink, records)
     # To the high watermark after the producer closed, so a duplicate would show.
     got = consume_all(kafka_brokers, topic)
     assert [(r.key, r.value, headers_dict(r.headers)) for r in got] == [
@@ -28,10 +42,84 @@ def test_sink_writes_every_record_with_its_key_value_and_headers(kafka_brokers: 
     ]
 
 
-def test_sink_raises_when_the_broker_refuses_a_record(kafka_brokers: str, topic_factory: TopicFactory) -> None:
+def test_sink_raises_at_the_epoch_boundary_when_the_broker_refuses_a_record(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
     # Successes are not reported (delivery.report.only.error): a refusal must still surface.
     topic = topic_factory(1, {"max.message.bytes": "1000"})
     incompressible = os.urandom(5_000)  # the sink compresses with lz4
-    writer = KafkaTopicSink(Settings(brokers=kafka_brokers), topic, "DLQ_TOPIC").build("write", 0, 1)
+    sink = KafkaTopicSink(Settings(brokers=kafka_brokers), topic, "OUTPUT_TOPIC")
     with pytest.raises(DeliveryError, match="refused"):
-        writer.write_batch([KafkaRecord(b"small", b"ok", []), KafkaRecord(b"big", incompressible, [])])
+        write_chunk(sink, [KafkaRecord(b"small", b"ok", []), KafkaRecord(b"big", incompressible, [])])
+
+
+def test_a_forwarded_record_too_large_for_its_topic_is_written_truncated(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
+    topic = topic_factory(1, {"max.message.bytes": "100000"})
+    sink = KafkaTopicSink(Settings(brokers=kafka_brokers), topic, "DLQ_TOPIC", forwards_input=True)
+    big = os.urandom(300_000)
+    write_chunk(sink, [KafkaRecord(b"k", big, [("error", b"too_long:app_version")]), KafkaRecord(b"s", b"x", [])])
+    first, second = consume_all(kafka_brokers, topic)
+    assert first.value == big[:TRUNCATED_VALUE_BYTES]
+    assert first.headers == {"error": b"too_long:app_version", "truncated": b"300000"}
+    assert (second.key, second.value, second.headers) == (b"s", b"x", {})
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_keyed_records_land_where_javas_partitioner_puts_them(
+    kafka_brokers: str, topic_factory: TopicFactory, guarantee: str
+) -> None:
+    topic = topic_factory(5)
+    settings = Settings(brokers=kafka_brokers, processing_guarantee=guarantee, transactional_id_prefix="place")
+    records = [KafkaRecord(f'["w","user_id",u{i}]'.encode(), b"%d" % i, []) for i in range(500)]
+    write_chunk(KafkaTopicSink(settings, topic, "OUTPUT_TOPIC"), records)
+    placed = {r.key: r.partition for r in consume_all(kafka_brokers, topic)}
+    assert placed == {r.key: partition_for(r.key, 5) for r in records}
+    # And librdkafka's own Java-compatible partitioner agrees, key by key.
+    check = topic_factory(5)
+    producer = Producer({"bootstrap.servers": kafka_brokers, "partitioner": "murmur2_random"})
+    for record in records:
+        producer.produce(check, record.value, record.key)
+    assert producer.flush(30) == 0
+    assert {r.key: r.partition for r in consume_all(kafka_brokers, check)} == placed
+
+
+def read_committed(brokers: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    return [(r.key, r.value) for r in consume_all(brokers, topic, config={"isolation.level": "read_committed"})]
+
+
+def test_a_resumed_transactional_writer_skips_what_it_already_committed(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
+    topic = topic_factory(1)
+    settings = Settings(brokers=kafka_brokers, **EXACTLY_ONCE)
+    epoch1 = [KafkaRecord(b"a", b"1", []), KafkaRecord(b"b", b"1", [("h", b"x")])]
+    epoch2 = [KafkaRecord(b"c", b"1", []), KafkaRecord(b"a", b"2", [])]
+    writer = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
+    writer.write_batch([epoch1])
+    after_epoch1 = writer.snapshot()
+    writer.write_batch([epoch2])
+    writer.snapshot()
+    # A crash before Bytewax made epoch 2's snapshot durable: the resumed run
+    # replays epoch 2 from epoch 1's state, and goes on with epoch 3.
+    resumed = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, after_epoch1)
+    resumed.write_batch([[*epoch2, KafkaRecord(b"d", b"1", [])]])
+    resumed.snapshot()
+    resumed.close()
+    expected = [(b"a", b"1"), (b"b", b"1"), (b"c", b"1"), (b"a", b"2"), (b"d", b"1")]
+    assert read_committed(kafka_brokers, topic) == expected
+
+
+def test_a_transaction_left_open_by_a_crash_is_aborted_by_the_next_writer(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
+    topic = topic_factory(1)
+    settings = Settings(brokers=kafka_brokers, **EXACTLY_ONCE)
+    crashed = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
+    crashed.write_batch([[KafkaRecord(b"lost", b"1", [])]])
+    crashed._producer.flush(10)  # on the broker, in an open transaction
+    successor = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
+    successor.write_batch([[KafkaRecord(b"kept", b"1", [])]])
+    successor.close()
+    assert read_committed(kafka_brokers, topic) == [(b"kept", b"1")]

@@ -7,11 +7,11 @@ import pytest
 from operators.encoding import (
     KafkaRecord,
     RecordChunk,
-    encode_metrics,
-    encode_uncounted,
     encode_late,
     encode_metric,
+    encode_metrics,
     encode_reject,
+    encode_uncounted,
     isoformat_utc,
     source_headers,
 )
@@ -89,7 +89,10 @@ def test_metric_encoding_is_deterministic() -> None:
 
 
 def test_a_shard_chunk_encodes_each_count_and_keeps_the_shard_as_its_origin() -> None:
-    counts = [WindowCount(T0, T0 + 60, USER_IP, ("u1", "10.0.0.1"), 3), WindowCount(T0, T0 + 60, USER_IP, ("u2", "x"), 2)]
+    counts = [
+        WindowCount(T0, T0 + 60, USER_IP, ("u1", "10.0.0.1"), 3),
+        WindowCount(T0, T0 + 60, USER_IP, ("u2", "x"), 2),
+    ]
     chunk = encode_metrics(("user_id+ip#3", ClosedCounts(counts, [])))
     assert chunk == RecordChunk("user_id+ip#3", [encode_metric(count) for count in counts])
 

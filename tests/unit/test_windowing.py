@@ -12,8 +12,8 @@ from operators.partition import PartitionBatch
 from operators.settings import SliceSpec
 from operators.windowing import (
     REVISION_HORIZON_WINDOWS,
-    ClosedCounts,
     ROUTING_VERSION,
+    ClosedCounts,
     ConfigFingerprint,
     ConfigMismatchError,
     ShardCounter,

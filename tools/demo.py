@@ -52,7 +52,13 @@ READY_TIMEOUT = 60.0  # seconds to wait for the dataflow to open its partitions
 # Demo-sized event time. With the production defaults (60 s windows, 10 s of
 # allowed lateness) the first window could need up to 70 s to close, more than
 # a 60 s demo lasts; 10 s windows with 5 s lateness close within ~15 s.
-DEMO_DEFAULTS = {"WINDOW_SECONDS": "10", "ALLOWED_LATENESS_SECONDS": "5", "START_OFFSET": "latest"}
+DEMO_DEFAULTS = {
+    "WINDOW_SECONDS": "10",
+    "ALLOWED_LATENESS_SECONDS": "5",
+    "START_OFFSET": "latest",
+    # Exactly-once output becomes visible at each snapshot: commit every 2 s.
+    "SNAPSHOT_INTERVAL_SECONDS": "2",
+}
 
 
 class Interrupted(Exception):
@@ -315,7 +321,13 @@ class Monitor:
         """Pin every output partition at its current end, before the dataflow starts."""
         self.settings = settings
         self.consumer = Consumer(
-            {**settings.kafka_config(), "group.id": "loginflow-demo-monitor", "enable.auto.commit": "false"}
+            {
+                **settings.kafka_config(),
+                "group.id": "loginflow-demo-monitor",
+                "enable.auto.commit": "false",
+                # The dataflow commits its output in transactions (exactly-once): show what is committed.
+                "isolation.level": "read_committed",
+            }
         )
         self.inputs = [TopicPartition(settings.input_topic, p) for p in partitions[settings.input_topic]]
         # assign() at offsets captured now: nothing produced after this point can be missed,

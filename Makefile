@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit test-e2e lint kafka-up kafka-down kafka-status clean
+.PHONY: setup demo test test-unit test-e2e fuzz lint kafka-up kafka-down kafka-status clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,12 @@ test-unit: setup
 
 test-e2e: setup
 	$(PY) -m pytest -m e2e
+
+# The differential fuzz (tests/fuzz): fresh random configurations against the
+# reference; `make test` runs a fixed 20 of them.
+FUZZ_EXAMPLES ?= 300
+fuzz: setup
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(PY) -m pytest -q tests/fuzz
 
 lint: setup
 	$(PY) -m ruff check .

@@ -17,13 +17,14 @@ Progress can run ahead of the log: an idle partition moves on with the wall
 clock, and a bounded run closes everything at its end. A window closed that
 way is not final, because on-time counts for it can still come (a paused
 producer resumes, a later run reads what was appended). The shard keeps its
-counts until the minimum watermark over partitions with events (the log's
-own answer) passes it, and re-emits each key whose count grows: a revision
+counts until the minimum watermark over all partitions (the log's own
+answer) passes it, and re-emits each key whose count grows: a revision
 under the same Kafka key, so the latest record per key (a compacted topic)
-is the exact answer. A count for a window the shard no longer keeps (a new
-partition with old events, or a revision beyond REVISION_HORIZON_WINDOWS)
-cannot be merged any more; it comes out as an `UncountedCount`, which the
-dataflow writes to the DLQ, rather than disappearing.
+is the exact answer. A count for a window the shard no longer keeps (a
+partition added to the topic with old events, or a revision more than
+REVISION_HORIZON_WINDOWS behind) cannot be merged any more; it comes out as
+an `UncountedCount`, which the dataflow writes to the DLQ, rather than
+disappearing.
 """
 
 import logging
@@ -370,9 +371,14 @@ class WindowShard:
         return min(self.progress.values())
 
     def final_through(self) -> float:
-        """Windows ending at or before this can get no more on-time counts from any partition with events."""
-        logged = [watermark for watermark in self.watermarks.values() if watermark > -math.inf]
-        return min(logged) if logged else -math.inf
+        """Windows ending at or before this can get no more on-time counts from any partition.
+
+        A partition that has had no event yet holds this at -inf: its first
+        events may be older than anything the others have read.
+        """
+        if self.partition_count == 0 or len(self.watermarks) < self.partition_count:
+            return -math.inf
+        return min(self.watermarks.values())
 
     def apply(self, updates: Iterable[ShardUpdate]) -> list[ShardOutput]:
         """Merge updates, then emit revisions and every window the progress has passed."""

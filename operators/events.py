@@ -42,10 +42,9 @@ _TIMESTAMP_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
 
 # The shape nearly every message has: all seven fields present, an integer
-# timestamp and string values. One C-level fetch and one tuple comparison
-# recognise it; anything else takes the general path, which decides alone.
+# timestamp and short, non-empty string values. A few C-level calls recognise
+# it; anything else takes the general path, which decides alone.
 _FIELDS_IN_EVENT_ORDER = itemgetter("timestamp", "user_id", *OPTIONAL_FIELDS)
-_COMMON_TYPES = (int, str, str, str, str, str, str)
 
 # NamedTuple's generated __new__ runs Python code per call; building through
 # tuple.__new__ gives the same LoginEvent at C speed on the hot path.
@@ -97,13 +96,16 @@ def parse_value(value: bytes | None, max_field_bytes: int = DEFAULT_MAX_FIELD_BY
         fields = _FIELDS_IN_EVENT_ORDER(doc)
     except Exception:  # noqa: BLE001 - not an object, or a field missing: the general checks say which
         return _check_document(doc, max_field_bytes)
-    if (
-        tuple(map(type, fields)) == _COMMON_TYPES
-        and MIN_EVENT_TIME <= fields[0] < MAX_EVENT_TIME
-        and "" not in fields
-        and max(map(len, fields[1:])) * _MAX_UTF8_BYTES_PER_CHAR <= max_field_bytes
-    ):
-        return _new_event(LoginEvent, fields)
+    event_time = fields[0]
+    if type(event_time) is int and MIN_EVENT_TIME <= event_time < MAX_EVENT_TIME:
+        try:
+            # One C-level pass checks that all six are strings and sums their
+            # lengths; within a quarter of the limit, no field can exceed it.
+            joined = "".join(fields[1:])
+        except TypeError:
+            return _check_document(doc, max_field_bytes)
+        if len(joined) * _MAX_UTF8_BYTES_PER_CHAR <= max_field_bytes and "" not in fields:
+            return _new_event(LoginEvent, fields)
     return _check_document(doc, max_field_bytes)
 
 

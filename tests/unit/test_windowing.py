@@ -3,6 +3,7 @@
 import copy
 import logging
 import math
+import pickle
 import zlib
 
 import pytest
@@ -555,3 +556,10 @@ def test_restoring_finds_the_slice_by_name_when_slices_are_reordered() -> None:
     emitted = restored.apply([update(0, T0 + 70, slice_index=1, slices=after),
                               update(1, T0 + 70, slice_index=1, slices=after)])
     assert [(c.slice.name, c.values, c.count) for c in emitted] == [("user_id", ("a",), 1)]
+
+
+def test_an_update_crosses_processes_unchanged() -> None:
+    original = update(1, T0 + 5.5, {(T0, ("a",)): 2, (T0 + 60, ("b",)): 1}, progress=math.inf, partition_count=3)
+    copy_ = pickle.loads(pickle.dumps(original))
+    assert copy_ == original
+    assert type(copy_) is ShardUpdate and type(copy_.fingerprint) is ConfigFingerprint

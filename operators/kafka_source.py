@@ -31,6 +31,7 @@ from operators.kafka_client import client_reporting
 from operators.logs import kv
 from operators.metrics import OFFSETS_SKIPPED, REJECTS, PartitionGauges
 from operators.partition import PartitionBatch, PartitionState, PartitionTracker
+from operators.resume import dataflow_is_resuming
 from operators.settings import Settings
 from operators.shutdown import stop_on
 from operators.topics import PERMANENT_ERRORS, KafkaSetupError, fetch_metadata
@@ -86,13 +87,14 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
         """Read `settings.input_topic`; nothing connects until the run starts."""
         self.settings = settings
         self._partition_count: int | None = None
-        # Whether any partition built in this process resumed from a snapshot:
-        # then a partition without one is new to the topic, and is read from
-        # its beginning whatever START_OFFSET says.
+        # Whether this run resumes from recovery state: then a partition
+        # without a snapshot is new to the topic, and is read from its
+        # beginning whatever START_OFFSET says (`operators.resume`).
         self.resuming = False
 
     def list_parts(self) -> list[str]:
         """Every partition of the input topic, as its decimal id."""
+        self.resuming = self.resuming or dataflow_is_resuming()
         with stop_on(KafkaSetupError):
             partitions = list_partitions(self.settings)
         self._partition_count = len(partitions)

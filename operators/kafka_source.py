@@ -27,7 +27,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from operators.events import RawMessage, new_raw_message
-from operators.kafka_client import client_reporting
+from operators.kafka_client import client_logger, client_reporting
 from operators.logs import kv
 from operators.metrics import OFFSETS_SKIPPED, REJECTS, PartitionGauges
 from operators.partition import PartitionBatch, PartitionState, PartitionTracker
@@ -40,10 +40,18 @@ logger = logging.getLogger(__name__)
 
 METADATA_TIMEOUT_S = 30.0
 IDLE_POLL = timedelta(milliseconds=20)
-# How often a caught-up partition confirms it is at the head and reports
-# wall-clock progress, in seconds; and how long that check may block.
-IDLE_PROGRESS_INTERVAL_S = 0.25
+# How often a caught-up partition reports its wall-clock progress, in seconds;
+# and how long a fresh head check may block, after connection trouble only.
+IDLE_PROGRESS_INTERVAL_S = 0.1
 HEAD_CHECK_TIMEOUT_S = 1.0
+# How long a fetch at the head waits for new data (librdkafka: 500 ms): the
+# EOF that tells a partition is idle comes this long after its last message.
+FETCH_WAIT_MAX_MS = 100
+# Client errors after which an idle partition's progress waits for a fresh
+# answer from the broker: during an outage no message or EOF arrives either.
+CONNECTION_TROUBLE = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE}
+)
 LAG_CHECK_INTERVAL_S = 1.0
 # How often partition 0's reader asks whether the topic gained partitions.
 GROWTH_CHECK_INTERVAL_S = 10.0
@@ -137,6 +145,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             # rather than 311 MiB (make bench, loginflow 1x1). KAFKA_PROP_* wins.
             "queued.max.messages.kbytes": PREFETCH_KIB_PER_PARTITION,
             "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
+            "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             **settings.kafka_config(),
             # Assignment only: the group id is required by librdkafka but unused.
             "group.id": "loginflow-assign-only",
@@ -145,7 +154,10 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             # Only consulted when a resume offset fell out of retention.
             "auto.offset.reset": "earliest",
             **client_reporting(),
+            "error_cb": self._on_client_error,
         }
+        # Set by a connection error, cleared by a fresh answer from the broker.
+        self._connection_trouble = False
         self._consumer = Consumer(config)
         self._tracker = PartitionTracker.resume(
             partition,
@@ -238,6 +250,9 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             # can hold the readable end below the end offset until it ends.
             return self._finish(values, message_at)
 
+        if messages or at_head:
+            # Data or an EOF: the connection works.
+            self._connection_trouble = False
         self._idle = self._caught_up and not values
         if self._idle and time.monotonic() - self._last_idle_report >= IDLE_PROGRESS_INTERVAL_S:
             self._last_idle_report = time.monotonic()
@@ -283,20 +298,28 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             if high >= 0:
                 self._gauges.consumer_lag.set(max(0, high - self._next_offset))
 
-    def _confirm_head(self) -> float | None:
-        """Wall time at which the broker confirmed nothing lies past our offset.
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.code() in CONNECTION_TROUBLE:
+            self._connection_trouble = True
+        client_logger.warning("kafka client error %s", kv(code=error.name(), reason=error.str()))
 
-        An EOF seen earlier is not enough: during a broker outage no new EOF
-        or message arrives either, and advancing with wall time then would
-        turn everything produced meanwhile late. Only a fresh answer counts.
+    def _confirm_head(self) -> float | None:
+        """Wall time at which this partition is known to have nothing past our offset, if it is.
+
+        The EOF librdkafka reported, and the high watermark of its latest
+        fetch (cached, no round trip), say so while the connection works.
+        After a connection error they may be stale: during an outage no new
+        message or EOF arrives either, and moving on with wall time would
+        close windows early. Then only a fresh answer from the broker counts.
         """
         asked_at = time.time()
+        tp = TopicPartition(self.settings.input_topic, self.partition)
         try:
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self.settings.input_topic, self.partition),
-                timeout=HEAD_CHECK_TIMEOUT_S,
-                cached=False,
-            )
+            if self._connection_trouble:
+                _low, high = self._consumer.get_watermark_offsets(tp, timeout=HEAD_CHECK_TIMEOUT_S, cached=False)
+                self._connection_trouble = False
+            else:
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
         except KafkaException as exc:
             logger.warning("cannot confirm partition head %s", kv(partition=self.partition, reason=exc))
             return None

@@ -14,8 +14,10 @@ Bytewax passes the recovery directory to `bytewax.run` as `-r` or
 
 import logging
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,19 +39,33 @@ def recovery_directory(argv: Sequence[str] | None = None, env: dict[str, str] | 
 
 
 def has_committed_epoch(directory: Path) -> bool:
-    """Whether any recovery partition in `directory` holds a committed epoch."""
-    for path in sorted(directory.glob("*.sqlite3")):
-        try:
-            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    """Whether any recovery partition in `directory` holds a committed epoch.
+
+    Each partition is read from a private copy of its database and WAL
+    files. Bytewax keeps them open in WAL mode, and a second connection to
+    the live files would map their shared-memory index, which Bytewax may
+    truncate under it: the process then dies of SIGBUS. A copy taken while
+    a frame is being written only loses that frame (SQLite checks each
+    frame's checksum), which cannot hide an earlier commit.
+    """
+    with tempfile.TemporaryDirectory(prefix="loginflow-recovery-") as scratch:
+        for path in sorted(directory.glob("*.sqlite3")):
+            copy = Path(scratch) / path.name
             try:
-                row = connection.execute("SELECT 1 FROM commits LIMIT 1").fetchone()
-            finally:
-                connection.close()
-        except sqlite3.Error as exc:
-            logger.warning("cannot read recovery partition %s", kv(path=path, reason=exc))
-            continue
-        if row is not None:
-            return True
+                shutil.copyfile(path, copy)
+                wal = path.with_name(path.name + "-wal")
+                if wal.exists():
+                    shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+                connection = sqlite3.connect(copy)
+                try:
+                    row = connection.execute("SELECT 1 FROM commits LIMIT 1").fetchone()
+                finally:
+                    connection.close()
+            except (OSError, sqlite3.Error) as exc:
+                logger.warning("cannot read recovery partition %s", kv(path=path, reason=exc))
+                continue
+            if row is not None:
+                return True
     return False
 
 

@@ -59,7 +59,8 @@ def crash_when(cluster: DataflowCluster, brokers: str, dlq_topic: str, rejects: 
             committed_epoch(recovery_dir) > before and distinct_rejects(brokers, dlq_topic) >= rejects)
 
     wait_until(ready, timeout=RUN_TIMEOUT_S, interval=0.1, retry_on=(sqlite3.OperationalError,))
-    assert not cluster.any_exited(), f"the run ended before the planned crash:\n{cluster.tail()}"
+    codes = [process.poll() for process in cluster.running]
+    assert not cluster.any_exited(), f"the run ended before the planned crash, exit codes {codes}:\n{cluster.tail()}"
     cluster.stop(signal.SIGKILL)
 
 
@@ -99,7 +100,7 @@ def run_with_crashes(kafka_brokers: str, topic_factory, tmp_path: Path, skewed_i
     # Small batches stretch the run over several snapshots, so each crash
     # can come after one was committed.
     env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true", BATCH_SIZE="100", LOG_FORMAT="kv")
+                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true", BATCH_SIZE="10", LOG_FORMAT="kv")
     recovery_dir = tmp_path / "recovery"
     recovery_args = init_recovery(recovery_dir)
     total_rejects = len(expected.rejects)

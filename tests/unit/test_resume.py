@@ -2,7 +2,12 @@
 
 from pathlib import Path
 
-from bytewax.recovery import init_db_dir
+from datetime import timedelta
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import TestingSink, TestingSource, run_main
 
 from operators.resume import has_committed_epoch, recovery_directory
 
@@ -18,3 +23,11 @@ def test_a_fresh_recovery_directory_has_no_committed_epoch(tmp_path: Path) -> No
     init_db_dir(tmp_path, 2)
     assert has_committed_epoch(tmp_path) is False
     assert has_committed_epoch(tmp_path / "missing") is False
+
+
+def test_a_directory_a_run_committed_to_has_a_committed_epoch(tmp_path: Path) -> None:
+    init_db_dir(tmp_path, 2)
+    flow = Dataflow("probe")
+    op.output("out", op.input("in", flow, TestingSource([1, 2, 3])), TestingSink([]))
+    run_main(flow, epoch_interval=timedelta(seconds=1), recovery_config=RecoveryConfig(str(tmp_path)))
+    assert has_committed_epoch(tmp_path) is True

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from operators.logs import kv
 
@@ -38,8 +39,8 @@ def recovery_directory(argv: Sequence[str] | None = None, env: dict[str, str] | 
     return Path(given) if given else None
 
 
-def has_committed_epoch(directory: Path) -> bool:
-    """Whether any recovery partition in `directory` holds a committed epoch.
+def query_recovery_partitions(directory: Path, sql: str) -> list[tuple[Any, ...] | None]:
+    """The first row `sql` returns in each recovery partition of `directory` (None where unreadable).
 
     Each partition is read from a private copy of its database and WAL
     files. Bytewax keeps them open in WAL mode, and a second connection to
@@ -48,6 +49,7 @@ def has_committed_epoch(directory: Path) -> bool:
     a frame is being written only loses that frame (SQLite checks each
     frame's checksum), which cannot hide an earlier commit.
     """
+    rows: list[tuple[Any, ...] | None] = []
     with tempfile.TemporaryDirectory(prefix="loginflow-recovery-") as scratch:
         for path in sorted(directory.glob("*.sqlite3")):
             copy = Path(scratch) / path.name
@@ -58,15 +60,18 @@ def has_committed_epoch(directory: Path) -> bool:
                     shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
                 connection = sqlite3.connect(copy)
                 try:
-                    row = connection.execute("SELECT 1 FROM commits LIMIT 1").fetchone()
+                    rows.append(connection.execute(sql).fetchone())
                 finally:
                     connection.close()
             except (OSError, sqlite3.Error) as exc:
                 logger.warning("cannot read recovery partition %s", kv(path=path, reason=exc))
-                continue
-            if row is not None:
-                return True
-    return False
+                rows.append(None)
+    return rows
+
+
+def has_committed_epoch(directory: Path) -> bool:
+    """Whether any recovery partition in `directory` holds a committed epoch."""
+    return any(row is not None for row in query_recovery_partitions(directory, "SELECT 1 FROM commits LIMIT 1"))
 
 
 def dataflow_is_resuming() -> bool:

@@ -105,7 +105,7 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], int | None]):
         )
 
     def _stop(self, what: str, exc: KafkaException) -> None:
-        error = exc.args[0]
+        error = self._cause(exc.args[0])
         fenced = isinstance(error, KafkaError) and error.code() in (
             KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH
         )
@@ -118,6 +118,17 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], int | None]):
             f"{self.setting_name}={self.topic!r} partition {self.partition} (transactional.id {self.txn_id!r}) "
             f"{what}: {why}; stopping so that recovery resumes from the last snapshot"
         )
+
+    def _cause(self, error: object) -> object:
+        """The error behind librdkafka's generic fatal one (a produce after fencing says only `_FATAL`)."""
+        if not (isinstance(error, KafkaError) and error.code() == KafkaError._FATAL):
+            return error
+        try:
+            # In the fatal state this raises the error that caused it.
+            self._producer.abort_transaction(1.0)
+        except KafkaException as exc:
+            return exc.args[0]
+        return error
 
     def _read_committed(self, start: int) -> set[Identity]:
         """Identities of the committed records from `start` to the partition's end."""

@@ -6,10 +6,11 @@ read to its end, that no ERROR was logged.
 """
 
 import re
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from operators.resume import query_recovery_partitions
 
 _KV = re.compile(r"(\w+)=(\S+)")
 # The kv log format: "<date> <time>,<ms> LEVEL logger pid=N message".
@@ -71,13 +72,6 @@ def committed_epoch(recovery_dir: Path) -> int:
     A resume starts from the oldest partition's latest commit, so that is the
     most a crash right now could resume from.
     """
-    latest = []
-    for path in sorted(recovery_dir.glob("*.sqlite3")):
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            (epoch,) = connection.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
-        finally:
-            connection.close()
-        latest.append(epoch or 0)
-    assert latest, f"no recovery partitions in {recovery_dir}"
-    return min(latest)
+    rows = query_recovery_partitions(recovery_dir, "SELECT MAX(commit_epoch) FROM commits")
+    assert rows, f"no recovery partitions in {recovery_dir}"
+    return min((row[0] or 0) if row is not None else 0 for row in rows)

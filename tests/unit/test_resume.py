@@ -1,8 +1,7 @@
 """Telling a resumed run from a fresh one, from the recovery store every process shares."""
 
-from pathlib import Path
-
 from datetime import timedelta
+from pathlib import Path
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow

@@ -175,6 +175,7 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
         ("OUTPUT_TOPIC", ""),
         ("DLQ_TOPIC", ""),
         ("LATE_TOPIC", " "),
+        ("PROCESSING_GUARANTEE", "twice"),
     ],
 )
 def test_bad_value_raises_config_error_naming_the_variable(name: str, text: str) -> None:

@@ -77,6 +77,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="latency mode: seconds of production (default: %(default)s)")  # fmt: skip
     parser.add_argument("--latency-producers", type=int, default=1,
                         help="latency mode: generator processes sharing the rate (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--latency-variants", type=_variants, default=_variants(DEFAULT_LATENCY_VARIANTS),
+                        help="latency mode: guarantee:epoch_s runs; the first is the headline "
+                             "(default: %(default)s)")  # fmt: skip
     parser.add_argument("--latency-users", type=int, default=latency.LatencySpec.users,
                         help="latency mode: user pool; sets the records per window (default: %(default)s)")  # fmt: skip
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=False,
@@ -95,6 +98,20 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown contender(s) {sorted(unknown)}; known: {', '.join(ALL)}")
     return args
+
+
+DEFAULT_LATENCY_VARIANTS = "at-least-once:10,exactly-once:1,exactly-once:10"
+
+
+def _variants(text: str) -> tuple[tuple[str, int], ...]:
+    variants = []
+    for item in text.split(","):
+        guarantee, _, epoch = item.strip().partition(":")
+        if guarantee not in ("at-least-once", "exactly-once") or not epoch.isdigit() or int(epoch) < 1:
+            msg = f"expected guarantee:epoch_seconds items such as exactly-once:1, got {item!r}"
+            raise argparse.ArgumentTypeError(msg)
+        variants.append((guarantee, int(epoch)))
+    return tuple(variants)
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -244,9 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for partitions in (3, 6):
                     scaling += measure(SCALING, args.events, partitions)
             if args.latency:
-                spec = latency.LatencySpec(args.latency_rate, args.latency_seconds, args.latency_producers,
-                                           args.latency_users)  # fmt: skip
-                sections["latency"] = latency.run(broker, settings, spec, _log)
+                variants = []
+                for guarantee, epoch_s in args.latency_variants:
+                    spec = latency.LatencySpec(args.latency_rate, args.latency_seconds, args.latency_producers,
+                                               args.latency_users, guarantee=guarantee, epoch_s=epoch_s)  # fmt: skip
+                    variants.append(latency.run(broker, settings, spec, _log))
+                sections["latency"] = variants[0]
+                sections["latency_variants"] = {"runs": variants}
             if args.memory:
                 plan = memory.MemoryPlan(key_users=args.memory_users, lengths=args.memory_lengths,
                                          runs=args.memory_runs)  # fmt: skip
@@ -286,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"window {lat['window_s']} s, lateness {lat['lateness_s']:g} s\n\n" + latency.table(lat) + "\n")
         for note in lat["notes"]:
             print(f"- {note}")
+        print("\n### latency by guarantee and epoch\n\n" + latency.variants_table(sections["latency_variants"]["runs"]))
     if "memory" in sections:
         mem = sections["memory"]
         print(f"### memory: loginflow 1x1 peak RSS, {mem['runs']} run(s) per point\n\n" + memory.table(mem) + "\n")

@@ -36,6 +36,9 @@ class Contender:
     module: str = ""
     extra_args: tuple[str, ...] = ()
     quix: bool = False
+    # loginflow only: PROCESSING_GUARANTEE, and bytewax.run -s (0: its default epoch of 10 s).
+    guarantee: str = "at-least-once"
+    epoch_s: int = 0
 
     def available(self) -> str | None:
         """Why this contender cannot run here, or None."""
@@ -50,10 +53,15 @@ CEILING_ORJSON = Contender("ceiling-orjson", "consume ceiling + orjson.loads", K
                            module="bench.peers.ceiling", extra_args=("--parse", "orjson"))  # fmt: skip
 
 
-def loginflow(processes: int, workers: int) -> Contender:
+def loginflow(processes: int, workers: int, guarantee: str = "at-least-once", epoch_s: int = 0) -> Contender:
     """loginflow as `processes` processes of `workers` worker threads."""
-    return Contender(f"loginflow-{processes}x{workers}", f"loginflow {processes} proc x {workers} worker",
-                     Kind.LOGINFLOW, processes=processes, workers=workers)  # fmt: skip
+    key, label = f"loginflow-{processes}x{workers}", f"loginflow {processes} proc x {workers} worker"
+    if guarantee == "exactly-once":
+        key, label = f"{key}-eos-s{epoch_s}", f"{label}, exactly-once, -s {epoch_s}"
+    elif epoch_s:
+        key, label = f"{key}-s{epoch_s}", f"{label}, -s {epoch_s}"
+    return Contender(key, label, Kind.LOGINFLOW, processes=processes, workers=workers, guarantee=guarantee,
+                     epoch_s=epoch_s)  # fmt: skip
 
 
 PANDAS = Contender("pandas-batches", "pandas per 1 s batch (take-home)", Kind.PEER,
@@ -64,7 +72,9 @@ BYTEWAX_NAIVE = Contender("bytewax-naive", "Bytewax fold_window per key (naive)"
                           module="bench.peers.bytewax_naive")  # fmt: skip
 
 # Measured on the full input (BENCH_EVENTS).
-MAIN = (CEILING_RAW, CEILING_ORJSON, loginflow(1, 1), loginflow(2, 1), PANDAS)
+MAIN = (CEILING_RAW, CEILING_ORJSON, loginflow(1, 1), loginflow(2, 1), PANDAS,
+        # What exactly-once output costs: a transaction per output partition per epoch.
+        loginflow(1, 1, "exactly-once", 1), loginflow(1, 1, "exactly-once", 10))  # fmt: skip
 # Peers too slow for the full input within the run-time budget (Quix ~2-3k events/s
 # on this box; Bytewax's per-key windows get slower as keys accumulate) run on a
 # smaller input (BENCH_SLOW_EVENTS) with the same event density, next to loginflow
@@ -126,6 +136,8 @@ def profile_path(run_dir: Path, index: int) -> Path:
 
 def _loginflow_launch(contender: Contender, spec: RunSpec) -> Launch:
     base = [sys.executable, "-m", "bytewax.run", "dataflow", "-w", str(contender.workers)]
+    if contender.epoch_s:
+        base += ["-s", str(contender.epoch_s)]
     if contender.processes == 1:
         commands = [base]
     else:
@@ -149,6 +161,9 @@ def _loginflow_launch(contender: Contender, spec: RunSpec) -> Launch:
         "ALLOWED_LATENESS_SECONDS": str(spec.lateness_s),
         "SLICES": spec.slices,
         "LOG_LEVEL": "INFO",
+        "PROCESSING_GUARANTEE": contender.guarantee,
+        # Each run writes fresh topics: its own transactional ids.
+        "TRANSACTIONAL_ID_PREFIX": f"bench-{spec.run_dir.name}",
     }
     return Launch(commands, env=env)
 

@@ -67,6 +67,19 @@ def list_topics(brokers: str) -> list[str]:
     return sorted(_admin(brokers).list_topics(timeout=ADMIN_TIMEOUT_S).topics)
 
 
+def committed_reader(brokers: str, topic: str, partitions: int = 3) -> Consumer:
+    """A `read_committed` consumer of `topic` from its beginning (the topic has `partitions` partitions)."""
+    consumer = Consumer({
+        "bootstrap.servers": brokers,
+        "group.id": f"bench-committed-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+    })  # fmt: skip
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    return consumer
+
+
 def _consumer(brokers: str) -> Consumer:
     return Consumer({
         "bootstrap.servers": brokers,

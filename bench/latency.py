@@ -51,7 +51,6 @@ from bench.score import contract_problems, decode_metrics, score
 from operators.settings import parse_slices
 from tests.reference import iso
 
-LOGINFLOW = loginflow(1, 1)
 PARTITIONS = 3
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
@@ -71,6 +70,43 @@ class LatencySpec:
     users: int = dataset.DatasetSpec.users
     # How long loginflow runs past generator end + lateness, for the last full window to be written.
     grace_s: float = 10.0
+    # PROCESSING_GUARANTEE, and bytewax.run -s (0: its default).
+    guarantee: str = "at-least-once"
+    epoch_s: int = 0
+
+    @property
+    def label(self) -> str:
+        """How the variant is named in tables: ``exactly-once, -s 1``."""
+        return f"{self.guarantee}, -s {self.epoch_s or 10}"
+
+
+class VisibilityWatcher:
+    """Notes when each login-metrics record first becomes visible to a `read_committed` reader.
+
+    With exactly-once, a record is appended when produced but visible only
+    once its transaction commits; what a consumer waits for is visibility.
+    """
+
+    def __init__(self, brokers: str, topic: str) -> None:
+        """Start reading `topic` from its beginning in a thread of its own."""
+        self.seen: dict[tuple[bytes | None, bytes | None], float] = {}
+        self._stop = threading.Event()
+        self._consumer = kafka_io.committed_reader(brokers, topic)
+        self._thread = threading.Thread(target=self._run, name="visibility", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        seen = self.seen
+        while not self._stop.is_set():
+            for message in self._consumer.consume(10_000, 0.05):
+                if message.error() is None:
+                    seen.setdefault((message.key(), message.value()), time.time())
+
+    def stop(self) -> None:
+        """Stop reading; `seen` is final afterwards."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._consumer.close()
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float:
@@ -134,9 +170,11 @@ def _windows(first_s: float, last_s: float, window_s: int) -> list[int]:
     return list(range(start, math.floor(last_s / window_s) * window_s - window_s + 1, window_s))
 
 
-def _latencies(metrics: Sequence[kafka_io.Record], included: set[str],
-               lateness_s: float) -> tuple[list[kafka_io.Record], dict[str, list[float]]]:  # fmt: skip
-    """The included windows' records; per window end, their append times minus (window_end + lateness), ascending."""
+def _latencies(metrics: Sequence[kafka_io.Record], included: set[str], lateness_s: float,
+               visible: dict[tuple[bytes | None, bytes | None], float] | None = None,
+               ) -> tuple[list[kafka_io.Record], dict[str, list[float]]]:  # fmt: skip
+    """The included windows' records; per window end, their append (or, given `visible`, visibility)
+    times minus (window_end + lateness), ascending."""
     kept: list[kafka_io.Record] = []
     by_end: dict[str, list[float]] = {}
     for record in metrics:
@@ -144,7 +182,10 @@ def _latencies(metrics: Sequence[kafka_io.Record], included: set[str],
         if value.get("window_start") in included:
             kept.append(record)
             end = value["window_end"]
-            by_end.setdefault(end, []).append(record.timestamp_ms / 1000 - (_epoch(end) + lateness_s))
+            at = record.timestamp_ms / 1000
+            if visible is not None:
+                at = visible.get((record.key, record.value), math.inf)
+            by_end.setdefault(end, []).append(at - (_epoch(end) + lateness_s))
     return kept, {end: sorted(values) for end, values in sorted(by_end.items())}
 
 
@@ -187,11 +228,13 @@ def run(broker: BenchBroker, settings: HarnessSettings, spec: LatencySpec,
     """Produce, tail, stop, then measure latency and check the output; the results JSON's "latency"."""
     prefix = f"bench-latency-{uuid.uuid4().hex[:8]}"
     input_topic = f"{prefix}-input"
-    topics = output_topic_names(LOGINFLOW, prefix)
+    contender = loginflow(1, 1, spec.guarantee, spec.epoch_s)
+    topics = output_topic_names(contender, prefix)
     kafka_io.create_topics(broker.bootstrap, {input_topic: PARTITIONS})
     kafka_io.create_topics(broker.bootstrap, dict.fromkeys(topics.values(), PARTITIONS), kafka_io.OUTPUT_TOPIC_CONFIG)
     run_dir = settings.work_dir / prefix
-    plan = launch(LOGINFLOW, RunSpec(broker.bootstrap, input_topic, topics, run_dir, settings.window_s,
+    watcher = VisibilityWatcher(broker.bootstrap, topics["metrics"])
+    plan = launch(contender, RunSpec(broker.bootstrap, input_topic, topics, run_dir, settings.window_s,
                                      settings.lateness_s, settings.slices, 0.0, 0.0))  # fmt: skip
     env = {**plan.env, "STOP_AT_END": "false"}
     stop = threading.Event()
@@ -202,7 +245,8 @@ def run(broker: BenchBroker, settings: HarnessSettings, spec: LatencySpec,
             try:
                 _wait_until_reading(run_dir / "process-0.log", lambda: not tail.done())
                 log(f"latency: producing {spec.rate:,.0f} events/s for {spec.seconds:.0f} s "
-                    f"({spec.producers} generator process(es)) while loginflow 1x1 tails {input_topic}")  # fmt: skip
+                    f"({spec.producers} generator process(es)) while loginflow 1x1 ({spec.label}) tails "
+                    f"{input_topic}")  # fmt: skip
                 generators = runner.run(_generator_commands(broker.bootstrap, input_topic, spec), {},
                                         run_dir / "generators", spec.seconds + 120)  # fmt: skip
                 # The window the input stopped in closes by idle progress alone:
@@ -216,17 +260,19 @@ def run(broker: BenchBroker, settings: HarnessSettings, spec: LatencySpec,
             finally:
                 stop.set()
             (flow,) = tail.result()
+        watcher.stop()
         log("latency: reading the input and outputs back, computing the reference")
         inputs = kafka_io.read_topic(broker.bootstrap, input_topic)
         outputs = {name: kafka_io.read_topic(broker.bootstrap, topic) for name, topic in topics.items()}
     finally:
         kafka_io.delete_topics(broker.bootstrap, [input_topic, *topics.values()])
-    return _measure(spec, settings, inputs, outputs, flow, generators)
+    return _measure(spec, settings, inputs, outputs, flow, generators, watcher.seen)
 
 
 def _measure(spec: LatencySpec, settings: HarnessSettings, inputs: list[kafka_io.Record],
              outputs: dict[str, list[kafka_io.Record]], flow: runner.ProcessOutcome,
-             generators: list[runner.ProcessOutcome]) -> dict[str, Any]:  # fmt: skip
+             generators: list[runner.ProcessOutcome],
+             visible: dict[tuple[bytes | None, bytes | None], float]) -> dict[str, Any]:  # fmt: skip
     notes = [f"generator {i} exited {o.returncode}; log {o.log}" for i, o in enumerate(generators) if o.returncode]
     # SIGINT ends loginflow with 130 (or 1 through Bytewax); anything else happened before the stop.
     if flow.returncode not in (0, 1, 130, -2):
@@ -241,6 +287,11 @@ def _measure(spec: LatencySpec, settings: HarnessSettings, inputs: list[kafka_io
                                            settings.lateness_s)  # fmt: skip
     idle = sorted(v for values in idle_by_end.values() for v in values)
     metrics, by_end = _latencies(outputs["metrics"], included, settings.lateness_s)
+    _, visible_by_end = _latencies(outputs["metrics"], included, settings.lateness_s, visible)
+    seen = sorted(v for values in visible_by_end.values() for v in values)
+    _, idle_visible_by_end = _latencies(outputs["metrics"], {iso(idle_start)} if stamps else set(),
+                                        settings.lateness_s, visible)  # fmt: skip
+    idle_seen = sorted(v for values in idle_visible_by_end.values() for v in values)
     every = sorted(v for values in by_end.values() for v in values)
     if not starts:
         notes.append(f"no whole {settings.window_s} s window fits in the production: produce for longer")
@@ -293,6 +344,14 @@ def _measure(spec: LatencySpec, settings: HarnessSettings, inputs: list[kafka_io
             "p99_s": round(_percentile(idle, 0.99), 3) if idle else None,
             "max_s": round(idle[-1], 3) if idle else None,
         },
+        "guarantee": spec.guarantee,
+        "epoch_s": spec.epoch_s or 10,
+        # Close to visible for a read_committed reader (exactly-once commits at each epoch).
+        "visible_p50_s": round(_percentile(seen, 0.5), 3) if seen else None,
+        "visible_p99_s": round(_percentile(seen, 0.99), 3) if seen else None,
+        "visible_max_s": round(seen[-1], 3) if seen else None,
+        "idle_visible_p99_s": round(_percentile(idle_seen, 0.99), 3) if idle_seen else None,
+        "throughput_events_per_cpu_s": round(len(inputs) / flow.cpu_s) if flow.cpu_s else None,
         "p50_s": stat(0.5),
         "p90_s": stat(0.9),
         "p99_s": stat(0.99),
@@ -331,4 +390,21 @@ def table(result: dict[str, Any]) -> str:
                  f"{result['rate_1s_max']:,.0f}); loginflow CPU {result['cpu_s']:.1f} s, peak RSS "
                  f"{result['peak_rss_mib']:,.0f} MiB; read lag (DLQ) p50 {cell(result['read_lag_p50_s'])} s, "
                  f"p99 {cell(result['read_lag_p99_s'])} s; verdict {result['verdict']}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def variants_table(runs: Sequence[dict[str, Any]]) -> str:
+    """Markdown: one row per guarantee and epoch, close-to-visible for a read_committed reader."""
+
+    def cell(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    lines = ["| guarantee, -s | events/s achieved | visible p50 s | visible p99 s | visible max s "
+             "| idle-closed window visible p99 s | loginflow CPU s | verdict |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for run in runs:
+        lines.append(f"| {run.get('guarantee')}, -s {run.get('epoch_s')} | {run.get('rate_achieved', 0):,.0f} "
+                     f"| {cell(run.get('visible_p50_s'))} | {cell(run.get('visible_p99_s'))} "
+                     f"| {cell(run.get('visible_max_s'))} | {cell(run.get('idle_visible_p99_s'))} "
+                     f"| {run.get('cpu_s', 0):.1f} | {run.get('verdict')} |")  # fmt: skip
     return "\n".join(lines)

@@ -38,6 +38,8 @@ class Results:
     runs: list[dict[str, Any]]
     latency: dict[str, Any] | None
     memory: dict[str, Any] | None
+    # Latency runs by guarantee and epoch (``{"runs": [...]}``), when measured.
+    latency_variants: dict[str, Any] | None = None
 
     def input_facts(self, summary: Summary) -> dict[str, Any] | None:
         """The generated input `summary` ran on (``meta.inputs``), if recorded."""
@@ -126,4 +128,5 @@ def load(path: Path) -> Results:
         runs=list(data.get("runs", [])),
         latency=data.get("latency") or None,
         memory=data.get("memory") or None,
+        latency_variants=data.get("latency_variants") or None,
     )

@@ -71,6 +71,8 @@ class PartitionBatch:
     # moved on by idle time at the head of the log; +inf once finished, or
     # while idle without ever having had an event.
     progress: float = -math.inf
+    # The window start of each event, as the late decision computed it (None: not given).
+    starts: list[int] | None = None
 
 
 def window_start(event_time: float, window_seconds: int) -> int:
@@ -150,6 +152,7 @@ class PartitionTracker:
         build one per message.
         """
         events: list[LoginEvent] = []
+        starts: list[int] = []
         rejects: list[Reject] = []
         late: list[LateEvent] = []
         window = self.window_seconds
@@ -165,6 +168,7 @@ class PartitionTracker:
                 late.append(LateEvent(message_at(index), start))
                 continue
             events.append(parsed)
+            starts.append(start)
             if event_time > max_event_time:
                 max_event_time = event_time
                 watermark = max(watermark, event_time - self.allowed_lateness)
@@ -185,6 +189,7 @@ class PartitionTracker:
             finished,
             progressed,
             progress,
+            starts,
         )
 
     def progress(self) -> float:

@@ -232,7 +232,9 @@ class ShardCounter:
         window = self.window_seconds
         buckets = self.buckets
         events = batch.events
-        starts = [int(time // window) * window for time in map(_event_time, events)]
+        starts = batch.starts
+        if starts is None:
+            starts = [int(time // window) * window for time in map(_event_time, events)]
         # Routing values repeat across slices (user_id) and events: hash each once per batch.
         bucket_cache: dict[str, int] = {}
         updates: list[tuple[str, ShardUpdate]] = []

@@ -31,7 +31,9 @@ def test_fresh_tracker_has_no_progress() -> None:
     fresh = tracker()
     assert (fresh.max_event_time, fresh.watermark) == (-math.inf, -math.inf)
     batch = fresh.track([])
-    assert batch == PartitionBatch(0, 3, [], [], [], -math.inf, finished=False, progressed=False, progress=-math.inf)
+    assert batch == PartitionBatch(
+        0, 3, [], [], [], -math.inf, finished=False, progressed=False, progress=-math.inf, starts=[]
+    )
 
 
 def test_batch_carries_partition_and_partition_count() -> None:
@@ -323,6 +325,11 @@ def test_window_start_is_epoch_aligned_not_first_event_aligned() -> None:
     assert window_start(1_694_479_551.5, 60) == 1_694_479_500
     assert window_start(1_694_479_551.5, 300) == 1_694_479_500
     assert window_start(1_694_479_551.5, 7) == 1_694_479_551 // 7 * 7
+
+
+def test_batch_carries_each_events_window_start() -> None:
+    batch = tracker().track(messages(login(T0 + 61), login(T0 + 5), login(T0 + 130)))
+    assert batch.starts == [window_start(event.event_time, 60) for event in batch.events] == [T0 + 60, T0, T0 + 120]
 
 
 def test_tracked_window_start_matches_window_start() -> None:

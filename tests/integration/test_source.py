@@ -1,0 +1,48 @@
+"""The Kafka source against the real broker: where it starts, and what it says when it cannot start there."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from operators.kafka_source import KafkaPartitionReader
+from operators.metrics import OFFSETS_SKIPPED
+from operators.partition import PartitionState
+from operators.settings import Settings
+from tests.kafka_harness import TopicFactory, produce
+
+pytestmark = pytest.mark.kafka
+
+
+def login(t: int) -> bytes:
+    return json.dumps({"user_id": "u", "timestamp": t}).encode()
+
+
+def test_a_resume_offset_deleted_by_retention_is_skipped_loudly(
+    kafka_brokers: str, topic_factory: TopicFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic = topic_factory(1)
+    produce(kafka_brokers, topic, [(0, b"k", login(1_709_251_200 + i)) for i in range(10)])
+    admin = AdminClient({"bootstrap.servers": kafka_brokers})
+    admin.delete_records([TopicPartition(topic, 0, 6)])[TopicPartition(topic, 0, 6)].result(timeout=30)
+    settings = Settings(brokers=kafka_brokers, input_topic=topic, stop_at_end=True)
+    before = OFFSETS_SKIPPED.labels("0")._value.get()
+    reader = KafkaPartitionReader(settings, 0, 1, PartitionState(2, -math.inf, -math.inf))
+    with caplog.at_level(logging.WARNING, logger="operators.kafka_source"):
+        batches = []
+        while True:
+            try:
+                batches += reader.next_batch()
+            except StopIteration:
+                break
+    reader.close()
+    assert OFFSETS_SKIPPED.labels("0")._value.get() - before == 4
+    assert "resume offset fell out of retention" in caplog.text and "skipped_messages=4" in caplog.text
+    assert [event.event_time for batch in batches for event in batch.events] == [
+        1_709_251_200.0 + i for i in range(6, 10)
+    ]

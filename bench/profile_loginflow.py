@@ -51,7 +51,7 @@ def build(partitions: dict[int, list[KeyValue]], settings: Settings) -> tuple[An
 
 def stage_timings(partitions: dict[int, list[KeyValue]], settings: Settings) -> dict[str, float]:
     """Seconds each pure stage takes alone over the whole input, outside Bytewax."""
-    from operators.encoding import encode_keyed_metric  # noqa: PLC0415
+    from operators.encoding import encode_metrics  # noqa: PLC0415
     from operators.events import RawMessage, parse_value  # noqa: PLC0415
     from operators.partition import PartitionTracker  # noqa: PLC0415
     from operators.windowing import ShardCounter, WindowShard  # noqa: PLC0415
@@ -88,11 +88,13 @@ def stage_timings(partitions: dict[int, list[KeyValue]], settings: Settings) -> 
             shard = shards.get(key)
             if shard is None:
                 shard = shards[key] = WindowShard(settings.slices, settings.window_seconds, settings.shards_per_slice)
-            out += [(key, c) for c in shard.apply([update])]
+            closed = shard.apply([update])
+            if closed.counts:
+                out.append((key, closed))
         return out
 
     timings["WindowShard.apply (close)"], counts = timed(apply_all)
-    timings["encode_keyed_metric"], _ = timed(lambda: [encode_keyed_metric(c) for c in counts])
+    timings["encode_metrics"], _ = timed(lambda: [encode_metrics(item) for item in counts])
     return timings
 
 

@@ -135,9 +135,6 @@ class UncountedCount(NamedTuple):
     count: int  # type: ignore[assignment]  # as in WindowCount
 
 
-ShardOutput = WindowCount | UncountedCount
-
-
 class ClosedCounts(NamedTuple):
     """What one shard emitted for one batch of updates, as one item.
 
@@ -397,11 +394,11 @@ class WindowShard:
             return -math.inf
         return min(self.watermarks.values())
 
-    def apply(self, updates: Iterable[ShardUpdate]) -> list[ShardOutput]:
+    def apply(self, updates: Iterable[ShardUpdate]) -> ClosedCounts:
         """Merge updates, then emit revisions and every window the progress has passed."""
         window = self.window_seconds
         revised: dict[int, set[KeyValues]] = {}
-        uncounted: list[ShardOutput] = []
+        uncounted: list[UncountedCount] = []
         for update in updates:
             if update.fingerprint != self.fingerprint:
                 problem = self.fingerprint.mismatch(update.fingerprint)
@@ -427,8 +424,7 @@ class WindowShard:
         emitted = self._revisions(revised)
         emitted.extend(self._close(self.watermark()))
         self._forget_final()
-        emitted.extend(uncounted)
-        return emitted
+        return ClosedCounts(emitted, uncounted)
 
     def _revisable(self, start: int) -> bool:
         """Whether an emitted window may still take counts: neither final nor beyond the horizon."""
@@ -437,7 +433,7 @@ class WindowShard:
             return True
         return end > self.final_through() and end > self.closed_through - REVISION_HORIZON_WINDOWS * self.window_seconds
 
-    def _uncounted(self, start: int, counts: dict[KeyValues, int], partition: int) -> list[ShardOutput]:
+    def _uncounted(self, start: int, counts: dict[KeyValues, int], partition: int) -> list[UncountedCount]:
         spec = self.slices[self.slice_index]
         total = sum(counts.values())
         self.uncounted += total
@@ -450,12 +446,12 @@ class WindowShard:
         items = sorted(counts.items())
         return [_new_count(UncountedCount, (start, end, spec, values, count)) for values, count in items]
 
-    def _revisions(self, revised: dict[int, set[KeyValues]]) -> list[ShardOutput]:
+    def _revisions(self, revised: dict[int, set[KeyValues]]) -> list[WindowCount]:
         if not revised:
             return []
         spec = self.slices[self.slice_index]
         minimum = spec.min_count
-        emitted: list[ShardOutput] = []
+        emitted: list[WindowCount] = []
         for start in sorted(revised):
             keys = self.revisable[start]
             end = start + self.window_seconds
@@ -465,7 +461,7 @@ class WindowShard:
                     emitted.append(_new_count(WindowCount, (start, end, spec, values, count)))
         return emitted
 
-    def _close(self, watermark: float) -> list[ShardOutput]:
+    def _close(self, watermark: float) -> list[WindowCount]:
         if watermark <= self.closed_through:
             return []
         window = self.window_seconds
@@ -478,7 +474,7 @@ class WindowShard:
         if not closing:
             return []
         spec = self.slices[self.slice_index]
-        emitted: list[ShardOutput] = []
+        emitted: list[WindowCount] = []
         minimum = spec.min_count
         final_through = self.final_through()
         for start in closing:
@@ -517,17 +513,16 @@ class WindowShard:
         )
 
 
-def split_output(emitted: list[ShardOutput]) -> ClosedCounts:
-    """Separate a shard's counts for login-metrics from the uncounted ones, and meter both."""
-    name = emitted[0].slice.name
-    counts = [item for item in emitted if type(item) is WindowCount]
-    uncounted = [item for item in emitted if type(item) is UncountedCount] if len(counts) < len(emitted) else []
+def meter(closed: ClosedCounts) -> None:
+    """Count one shard's output for one batch in the metrics."""
+    counts, uncounted = closed
     if counts:
+        name = counts[0].slice.name
         RECORDS_EMITTED.labels(name).inc(len(counts))
         WINDOWS_EMITTED.labels(name).inc(len({count.window_start for count in counts}))
     if uncounted:
+        name = uncounted[0].slice.name
         COUNTS_FOR_CLOSED_WINDOWS.labels(name).inc(sum(item.count for item in uncounted))
-    return ClosedCounts(counts, uncounted)
 
 
 class WindowShardLogic(StatefulBatchLogic[ShardUpdate, ClosedCounts, ShardSnapshot]):
@@ -552,9 +547,12 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, ClosedCounts, ShardSnapsh
         """Merge a batch of updates and emit what it closed, as one item."""
         self._snapshot = None
         with stop_on(ConfigMismatchError):
-            emitted = self.shard.apply(values)
+            closed = self.shard.apply(values)
         ClosingWatermark.observe(self.shard.closed_through)
-        return ([split_output(emitted)] if emitted else []), StatefulBatchLogic.RETAIN
+        if not (closed.counts or closed.uncounted):
+            return [], StatefulBatchLogic.RETAIN
+        meter(closed)
+        return [closed], StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[ClosedCounts], bool]:
         """Input ended. Bounded reads already closed everything with infinite progress."""

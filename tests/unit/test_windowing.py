@@ -77,6 +77,11 @@ def count(start: int, user: str, n: int, spec: SliceSpec = BY_USER) -> WindowCou
     return WindowCount(start, start + 60, spec, (user,), n)
 
 
+def closed(*counts: WindowCount, uncounted: tuple[UncountedCount, ...] = ()) -> ClosedCounts:
+    """What `WindowShard.apply` returns: the counts for login-metrics, and the uncounted ones."""
+    return ClosedCounts(list(counts), list(uncounted))
+
+
 # --- routing -----------------------------------------------------------------
 
 
@@ -184,25 +189,25 @@ def test_counter_routes_a_key_to_the_same_bucket_in_every_batch() -> None:
 
 def test_nothing_closes_until_every_partition_has_reported() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
-    assert shard.apply([update(0, T0 + 500, {(T0, ("u1",)): 2}, partition_count=3)]) == []
-    assert shard.apply([update(1, T0 + 500, partition_count=3)]) == []
+    assert shard.apply([update(0, T0 + 500, {(T0, ("u1",)): 2}, partition_count=3)]) == closed()
+    assert shard.apply([update(1, T0 + 500, partition_count=3)]) == closed()
     assert shard.watermark() == -math.inf
-    assert shard.apply([update(2, T0 + 60, partition_count=3)]) == [count(T0, "u1", 2)]
+    assert shard.apply([update(2, T0 + 60, partition_count=3)]) == closed(count(T0, "u1", 2))
 
 
 def test_partition_that_has_seen_no_event_holds_windows_open() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 500, {(T0, ("u1",)): 1})])
-    assert shard.apply([update(1, -math.inf)]) == []
+    assert shard.apply([update(1, -math.inf)]) == closed()
     assert shard.watermark() == -math.inf
 
 
 def test_window_closes_exactly_when_min_watermark_reaches_its_end() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 10, {(T0, ("u1",)): 1}), update(1, T0 + 10)])
-    assert shard.apply([update(0, T0 + 59.9), update(1, T0 + 59.9)]) == []
-    assert shard.apply([update(0, T0 + 60)]) == []  # partition 1 still at T0+59.9
-    assert shard.apply([update(1, T0 + 60)]) == [count(T0, "u1", 1)]
+    assert shard.apply([update(0, T0 + 59.9), update(1, T0 + 59.9)]) == closed()
+    assert shard.apply([update(0, T0 + 60)]) == closed()  # partition 1 still at T0+59.9
+    assert shard.apply([update(1, T0 + 60)]) == closed(count(T0, "u1", 1))
 
 
 def test_watermark_is_the_minimum_over_partitions() -> None:
@@ -214,23 +219,23 @@ def test_watermark_is_the_minimum_over_partitions() -> None:
 def test_fast_partition_does_not_close_windows_a_slow_one_still_fills() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     fast = [update(0, T0 + 60 * i, {(T0 + 60 * i, ("fast",)): 1}) for i in range(60)]
-    assert shard.apply(fast) == []
-    assert shard.apply([update(1, T0 + 6, {(T0, ("slow",)): 2})]) == []
+    assert shard.apply(fast) == closed()
+    assert shard.apply([update(1, T0 + 6, {(T0, ("slow",)): 2})]) == closed()
     # The slow partition passes T0+120: only the first two windows close.
-    assert shard.apply([update(1, T0 + 120, {(T0 + 60, ("slow",)): 1})]) == [
+    assert shard.apply([update(1, T0 + 120, {(T0 + 60, ("slow",)): 1})]) == closed(
         count(T0, "fast", 1),
         count(T0, "slow", 2),
         count(T0 + 60, "fast", 1),
         count(T0 + 60, "slow", 1),
-    ]
+    )
 
 
 def test_finished_partition_counts_as_infinitely_far_ahead_for_this_run_only() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 5, {(T0, ("a",)): 1, (T0 + 600, ("a",)): 1}, finished=True)])
     assert (shard.watermarks, shard.progress) == ({0: T0 + 5}, {0: math.inf})
-    assert shard.apply([update(1, T0 + 60)]) == [count(T0, "a", 1)]
-    assert shard.apply([update(1, T0 + 30, finished=True)]) == [count(T0 + 600, "a", 1)]
+    assert shard.apply([update(1, T0 + 60)]) == closed(count(T0, "a", 1))
+    assert shard.apply([update(1, T0 + 30, finished=True)]) == closed(count(T0 + 600, "a", 1))
     assert shard.watermark() == math.inf
     # Closed through the last window, not through +inf: later windows stay open.
     assert shard.closed_through == T0 + 660
@@ -249,14 +254,14 @@ def test_closed_windows_come_out_in_window_then_key_order() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     counts = {(T0 + 60, ("b",)): 1, (T0, ("c",)): 1, (T0 + 60, ("a",)): 4, (T0, ("a",)): 2}
     emitted = shard.apply([update(0, T0 + 120, counts), update(1, T0 + 500)])
-    assert emitted == [count(T0, "a", 2), count(T0, "c", 1), count(T0 + 60, "a", 4), count(T0 + 60, "b", 1)]
+    assert emitted == closed(count(T0, "a", 2), count(T0, "c", 1), count(T0 + 60, "a", 4), count(T0 + 60, "b", 1))
 
 
 def test_counts_from_several_partitions_and_updates_add_up() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 10, {(T0, ("u1",)): 2}), update(1, T0 + 10, {(T0, ("u1",)): 3})])
     shard.apply([update(0, T0 + 20, {(T0, ("u1",)): 1})])
-    assert shard.apply([update(0, T0 + 60), update(1, T0 + 60)]) == [count(T0, "u1", 6)]
+    assert shard.apply([update(0, T0 + 60), update(1, T0 + 60)]) == closed(count(T0, "u1", 6))
 
 
 def test_min_count_filters_small_counts() -> None:
@@ -265,17 +270,17 @@ def test_min_count_filters_small_counts() -> None:
     counts = {(T0, ("once",)): 1, (T0, ("twice",)): 2, (T0, ("thrice",)): 3}
     emitted = shard.apply([update(0, T0 + 60, counts, slice_index=1, slices=slices),
                            update(1, T0 + 60, slice_index=1, slices=slices)])
-    assert emitted == [count(T0, "thrice", 3, BY_USER_MIN2), count(T0, "twice", 2, BY_USER_MIN2)]
+    assert emitted == closed(count(T0, "thrice", 3, BY_USER_MIN2), count(T0, "twice", 2, BY_USER_MIN2))
     assert shard.windows == {}
 
 
 def test_each_window_is_emitted_once() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     first = shard.apply([update(0, T0 + 60, {(T0, ("u1",)): 1}), update(1, T0 + 60)])
-    assert first == [count(T0, "u1", 1)]
-    assert shard.apply([update(0, T0 + 60), update(1, T0 + 60)]) == []
-    assert shard.apply([update(0, T0 + 90), update(1, T0 + 119)]) == []
-    assert shard.apply([update(0, T0 + 180, finished=True), update(1, T0 + 200, finished=True)]) == []
+    assert first == closed(count(T0, "u1", 1))
+    assert shard.apply([update(0, T0 + 60), update(1, T0 + 60)]) == closed()
+    assert shard.apply([update(0, T0 + 90), update(1, T0 + 119)]) == closed()
+    assert shard.apply([update(0, T0 + 180, finished=True), update(1, T0 + 200, finished=True)]) == closed()
 
 
 def test_count_for_a_window_its_log_passed_comes_out_uncounted(caplog: pytest.LogCaptureFixture) -> None:
@@ -285,10 +290,10 @@ def test_count_for_a_window_its_log_passed_comes_out_uncounted(caplog: pytest.Lo
     assert shard.revisable == {}
     with caplog.at_level(logging.ERROR, logger="operators.windowing"):
         out = shard.apply([update(1, T0 + 70, {(T0, ("u1",)): 4, (T0 + 60, ("u1",)): 1})])
-    assert out == [UncountedCount(T0, T0 + 60, BY_USER, ("u1",), 4)]
+    assert out == closed(uncounted=(UncountedCount(T0, T0 + 60, BY_USER, ("u1",), 4),))
     assert shard.uncounted == 4
     assert T0 not in shard.windows
-    assert shard.apply([update(0, T0 + 120), update(1, T0 + 120)]) == [count(T0 + 60, "u1", 1)]
+    assert shard.apply([update(0, T0 + 120), update(1, T0 + 120)]) == closed(count(T0 + 60, "u1", 1))
     assert [record.levelno for record in caplog.records] == [logging.ERROR]
     assert "counts for a closed window" in caplog.records[0].getMessage()
 
@@ -297,7 +302,7 @@ def test_count_for_empty_window_its_log_passed_comes_out_uncounted() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 120), update(1, T0 + 120)])
     out = shard.apply([update(0, T0 + 130, {(T0 + 60, ("u1",)): 2})])
-    assert out == [UncountedCount(T0 + 60, T0 + 120, BY_USER, ("u1",), 2)]
+    assert out == closed(uncounted=(UncountedCount(T0 + 60, T0 + 120, BY_USER, ("u1",), 2),))
     assert shard.windows == {}
 
 
@@ -306,15 +311,15 @@ def test_window_closed_by_idle_progress_is_revised_by_a_later_on_time_count() ->
     # Partition 0 read up to T0+10 and then sat idle long enough to let T0 close.
     first = shard.apply([update(0, T0 + 10, {(T0, ("u1",)): 1, (T0, ("u2",)): 5}, progress=T0 + 130),
                          update(1, T0 + 130)])
-    assert first == [count(T0, "u1", 1), count(T0, "u2", 5)]
+    assert first == closed(count(T0, "u1", 1), count(T0, "u2", 5))
     assert shard.revisable == {T0: {("u1",): 1, ("u2",): 5}}
     # Its producer resumes in order, at T0+40: on time by its log. Only the
     # changed key comes out again, with its whole count.
     revised = shard.apply([update(0, T0 + 40, {(T0, ("u1",)): 2, (T0, ("u3",)): 1})])
-    assert revised == [count(T0, "u1", 3), count(T0, "u3", 1)]
+    assert revised == closed(count(T0, "u1", 3), count(T0, "u3", 1))
     assert shard.progress[0] == T0 + 40
     # Once its log passes the window, the window is final and let go of.
-    assert shard.apply([update(0, T0 + 61)]) == []
+    assert shard.apply([update(0, T0 + 61)]) == closed()
     assert shard.revisable == {}
 
 
@@ -322,24 +327,24 @@ def test_revision_emits_a_key_only_once_it_reaches_the_minimum() -> None:
     slices = (BY_USER_MIN2,)
     shard = WindowShard(slices, 60, BUCKETS)
     assert shard.apply([update(0, T0 + 1, {(T0, ("u1",)): 1}, progress=T0 + 100, slices=slices),
-                        update(1, T0 + 100, slices=slices)]) == []
-    assert shard.apply([update(0, T0 + 2, {(T0, ("u1",)): 1}, slices=slices)]) == [
+                        update(1, T0 + 100, slices=slices)]) == closed()
+    assert shard.apply([update(0, T0 + 2, {(T0, ("u1",)): 1}, slices=slices)]) == closed(
         count(T0, "u1", 2, BY_USER_MIN2)
-    ]
+    )
 
 
 def test_a_rerun_of_a_bounded_run_revises_the_windows_it_flushed_and_nothing_else() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     flushed = shard.apply([update(0, T0 + 30, {(T0, ("a",)): 1, (T0 + 60, ("b",)): 2}, finished=True),
                            update(1, T0 + 20, {(T0, ("a",)): 1}, finished=True)])
-    assert flushed == [count(T0, "a", 2), count(T0 + 60, "b", 2)]
+    assert flushed == closed(count(T0, "a", 2), count(T0 + 60, "b", 2))
     restored = WindowShard([BY_USER], 60, BUCKETS, shard.snapshot())
     # The next run: partition 1 got more events for the window flushed at the end.
     rerun = restored.apply([update(1, T0 + 50, {(T0, ("a",)): 3, (T0 + 120, ("c",)): 1}, finished=True),
                             update(0, T0 + 30, finished=True)])
-    assert rerun == [count(T0, "a", 5), count(T0 + 120, "c", 1)]
+    assert rerun == closed(count(T0, "a", 5), count(T0 + 120, "c", 1))
     again = WindowShard([BY_USER], 60, BUCKETS, restored.snapshot())
-    assert again.apply([update(0, T0 + 30, finished=True), update(1, T0 + 50, finished=True)]) == []
+    assert again.apply([update(0, T0 + 30, finished=True), update(1, T0 + 50, finished=True)]) == closed()
 
 
 def test_revisable_windows_are_let_go_of_beyond_the_horizon() -> None:
@@ -349,7 +354,9 @@ def test_revisable_windows_are_let_go_of_beyond_the_horizon() -> None:
     far = T0 + 60 * (REVISION_HORIZON_WINDOWS + 2)
     shard.apply([update(0, T0 + 10, progress=far), update(1, far)])
     assert shard.revisable == {}
-    assert shard.apply([update(0, T0 + 20, {(T0, ("a",)): 1})]) == [UncountedCount(T0, T0 + 60, BY_USER, ("a",), 1)]
+    assert shard.apply([update(0, T0 + 20, {(T0, ("a",)): 1})]) == closed(
+        uncounted=(UncountedCount(T0, T0 + 60, BY_USER, ("a",), 1),)
+    )
 
 
 def test_an_update_from_a_process_with_other_settings_stops_the_shard() -> None:
@@ -378,12 +385,12 @@ def test_window_ending_after_the_closed_watermark_still_accepts_counts() -> None
     shard.apply([update(0, T0 + 65), update(1, T0 + 65)])
     shard.apply([update(0, T0 + 70, {(T0 + 60, ("u1",)): 2})])
     assert shard.uncounted == 0
-    assert shard.apply([update(0, T0 + 120), update(1, T0 + 120)]) == [count(T0 + 60, "u1", 2)]
+    assert shard.apply([update(0, T0 + 120), update(1, T0 + 120)]) == closed(count(T0 + 60, "u1", 2))
 
 
 def test_empty_apply_emits_nothing() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
-    assert shard.apply([]) == []
+    assert shard.apply([]) == closed()
 
 
 # --- snapshot and restore ----------------------------------------------------
@@ -416,7 +423,7 @@ def test_restored_shard_continues_with_identical_output(split: int) -> None:
 
 def test_uninterrupted_history_emits_every_count_once() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
-    emitted = [c for updates in _history() for c in shard.apply(updates)]
+    emitted = [c for updates in _history() for c in shard.apply(updates).counts]
     assert emitted == [
         count(T0, "a", 2),
         count(T0, "b", 1),
@@ -521,7 +528,7 @@ def test_counter_into_shards_matches_a_direct_count() -> None:
     ]
     for b in batches:
         for key, shard_update in counter(b):
-            emitted += shards.setdefault(key, WindowShard(slices, 60, BUCKETS)).apply([shard_update])
+            emitted += shards.setdefault(key, WindowShard(slices, 60, BUCKETS)).apply([shard_update]).counts
     got = sorted((c.window_start, c.slice.name, c.values, c.count) for c in emitted)
     assert got == [
         (T0, "app_version+device_type", ("1.0", "android"), 1),
@@ -555,7 +562,8 @@ def test_restoring_finds_the_slice_by_name_when_slices_are_reordered() -> None:
     restored = WindowShard(after, 60, BUCKETS, shard.snapshot())
     emitted = restored.apply([update(0, T0 + 70, slice_index=1, slices=after),
                               update(1, T0 + 70, slice_index=1, slices=after)])
-    assert [(c.slice.name, c.values, c.count) for c in emitted] == [("user_id", ("a",), 1)]
+    assert [(c.slice.name, c.values, c.count) for c in emitted.counts] == [("user_id", ("a",), 1)]
+    assert emitted.uncounted == []
 
 
 def test_an_update_crosses_processes_unchanged() -> None:

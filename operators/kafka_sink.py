@@ -32,7 +32,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink, StatefulSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
 from operators.encoding import KafkaRecord, RecordChunk, has_records
-from operators.kafka_client import client_reporting
+from operators.kafka_client import producer_config
 from operators.logs import kv
 from operators.murmur2 import partition_for
 from operators.settings import Settings
@@ -42,8 +42,6 @@ from operators.topics import KafkaSetupError, ensure_topic, topic_max_message_by
 logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 60.0
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-MAX_QUEUED_RECORDS = 1_000_000
 TRUNCATED_VALUE_BYTES = 64 * 1024
 # The broker's own default, for a topic whose limit cannot be read.
 DEFAULT_TOPIC_MAX_MESSAGE_BYTES = 1_048_588
@@ -183,25 +181,16 @@ class TopicProducer:
         self.topic = topic
         self.failures: list[str] = []
         config: dict[str, Any] = {
-            **settings.kafka_config(),
+            **producer_config(settings),
             # Retries must not reorder or duplicate within a run.
             "enable.idempotence": "true",
-            "linger.ms": "5",
-            "compression.type": "lz4",
             # Java's partitioner for keyed records; keyless ones spread randomly.
             "partitioner": "murmur2_random",
-            # Forwarded records can be as large as the input allowed; the
-            # broker's per-topic limit still applies.
-            "message.max.bytes": str(MAX_MESSAGE_BYTES),
-            # A closing window writes its records in one burst; room for the
-            # whole burst keeps `produce` from stalling on a full queue.
-            "queue.buffering.max.messages": str(MAX_QUEUED_RECORDS),
             # Successes need no report: `flush` returning 0 already says every
             # record was either delivered or failed, and failures are reported.
             # This spares a Python callback per record.
             "delivery.report.only.error": True,
             "on_delivery": self._on_delivery,
-            **client_reporting(),
         }
         self._producer = Producer(config)
 

@@ -27,7 +27,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from operators.events import RawMessage, new_raw_message
-from operators.kafka_client import client_logger, client_reporting
+from operators.kafka_client import client_reporting
 from operators.logs import kv
 from operators.metrics import OFFSETS_SKIPPED, REJECTS, PartitionGauges
 from operators.partition import PartitionBatch, PartitionState, PartitionTracker
@@ -153,8 +153,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             "enable.partition.eof": "true",
             # Only consulted when a resume offset fell out of retention.
             "auto.offset.reset": "earliest",
-            **client_reporting(),
-            "error_cb": self._on_client_error,
+            **client_reporting(on_error=self._note_connection_trouble),
         }
         # Set by a connection error, cleared by a fresh answer from the broker.
         self._connection_trouble = False
@@ -298,10 +297,9 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             if high >= 0:
                 self._gauges.consumer_lag.set(max(0, high - self._next_offset))
 
-    def _on_client_error(self, error: KafkaError) -> None:
+    def _note_connection_trouble(self, error: KafkaError) -> None:
         if error.code() in CONNECTION_TROUBLE:
             self._connection_trouble = True
-        client_logger.warning("kafka client error %s", kv(code=error.name(), reason=error.str()))
 
     def _confirm_head(self) -> float | None:
         """Wall time at which this partition is known to have nothing past our offset, if it is.

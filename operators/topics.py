@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
-from operators.kafka_client import client_logger, client_reporting
+from operators.kafka_client import client_reporting
 from operators.logs import kv
 from operators.settings import Settings
 
@@ -53,12 +53,11 @@ def fetch_metadata(settings: Settings, topic: str | None, setting_name: str) -> 
     """
     fatal: list[KafkaError] = []
 
-    def on_error(error: KafkaError) -> None:
-        client_logger.warning("kafka client error %s", kv(code=error.name(), reason=error.str()))
+    def note_fatal(error: KafkaError) -> None:
         if error.code() in PERMANENT_ERRORS or error.fatal():
             fatal.append(error)
 
-    config: dict[str, Any] = {**settings.kafka_config(), **client_reporting(), "error_cb": on_error}
+    config: dict[str, Any] = {**settings.kafka_config(), **client_reporting(on_error=note_fatal)}
     admin = AdminClient(config)
     deadline = time.monotonic() + ADMIN_TIMEOUT_S
     while True:

@@ -31,7 +31,7 @@ from bytewax.outputs import StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from operators.encoding import KafkaRecord
-from operators.kafka_client import client_reporting
+from operators.kafka_client import client_reporting, producer_config
 from operators.logs import kv
 from operators.settings import Settings
 from operators.shutdown import stop_process
@@ -70,14 +70,9 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], int | None]):
         self.txn_id = transactional_id(settings, topic, partition)
         self._producer = Producer(
             {
-                **settings.kafka_config(),
+                **producer_config(settings),
                 "transactional.id": self.txn_id,
                 "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
-                "linger.ms": "5",
-                "compression.type": "lz4",
-                "message.max.bytes": str(16 * 1024 * 1024),
-                "queue.buffering.max.messages": "1000000",
-                **client_reporting(),
             }
         )
         self._consumer = Consumer(

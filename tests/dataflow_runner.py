@@ -26,6 +26,18 @@ class Finished:
 
 
 BYTEWAX_RUN = (sys.executable, "-m", "bytewax.run", "dataflow")
+RECOVERY_PARTITIONS = 4
+
+
+def init_recovery(directory: Path, partitions: int = RECOVERY_PARTITIONS) -> list[str]:
+    """Create a Bytewax recovery store; return the `bytewax.run` arguments that use it.
+
+    Snapshot every second so short runs have something to resume from; keep
+    no extra backups, nothing here copies the directory elsewhere.
+    """
+    directory.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(partitions)], check=True)
+    return ["-r", str(directory), "-s", "1", "-b", "0"]
 RUN_SCRIPT = (str(REPO / "scripts" / "run-dataflow"),)
 
 

@@ -1,9 +1,6 @@
 """Helpers for the exactly-once end-to-end tests: watching an output topic grow, counting duplicates."""
 
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -12,14 +9,6 @@ from tests.outputs import source_of
 
 READ_COMMITTED = {"isolation.level": "read_committed"}
 READ_UNCOMMITTED = {"isolation.level": "read_uncommitted"}
-RECOVERY_PARTITIONS = 4
-
-
-def init_recovery(directory: Path, partitions: int = RECOVERY_PARTITIONS) -> list[str]:
-    """Create a Bytewax recovery store; return the `bytewax.run` arguments that use it (snapshot every second)."""
-    directory.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(partitions)], check=True)
-    return ["-r", str(directory), "-s", "1", "-b", "0"]
 
 
 class TopicWatcher:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from operators.resume import query_recovery_partitions
+from tests.dataflow_runner import DataflowCluster
 
 _KV = re.compile(r"(\w+)=(\S+)")
 # The kv log format: "<date> <time>,<ms> LEVEL logger pid=N message".
@@ -75,3 +76,21 @@ def committed_epoch(recovery_dir: Path) -> int:
     rows = query_recovery_partitions(recovery_dir, "SELECT MAX(commit_epoch) FROM commits")
     assert rows, f"no recovery partitions in {recovery_dir}"
     return min((row[0] or 0) if row is not None else 0 for row in rows)
+
+
+def assert_resumed(cluster: DataflowCluster, inputs: dict[int, list], nothing_left: bool = False) -> None:
+    """The run started every partition from its snapshot, so it read less than the input holds.
+
+    A run that ignored its snapshots and read from offset 0 again would read
+    all of it; with `nothing_left` (the input was finished before), it must read nothing.
+    """
+    starts = partition_starts(log_texts(cluster.logs))
+    assert sorted(starts) == sorted(inputs), f"not every partition logged its start: {starts}"
+    assert all(start.resumed for start in starts.values()), f"a partition did not resume: {starts}"
+    assert all(start.high == len(inputs[p]) for p, start in starts.items()), starts
+    to_read = sum(start.high - start.start_offset for start in starts.values())
+    total = sum(map(len, inputs.values()))
+    if nothing_left:
+        assert to_read == 0, f"the rerun read {to_read} message(s) again: {starts}"
+    else:
+        assert to_read < total, f"the resumed run read all {total} messages again: {starts}"

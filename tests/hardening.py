@@ -32,6 +32,12 @@ def read_log(brokers: str, topic: str, isolation: str = "read_committed", timeou
     return log
 
 
+def source_in(log: Log, value: bytes) -> tuple[int, int]:
+    """The (partition, offset) of the one message in `log` whose value is `value`."""
+    [source] = [(p, o) for p, rows in log.items() for o, found in rows.items() if found == value]
+    return source
+
+
 def log_size(log: Log) -> int:
     return sum(len(rows) for rows in log.values())
 

@@ -22,24 +22,22 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.dataflow_runner import BYTEWAX_RUN, REPO, DataflowCluster
+from tests.dataflow_runner import DataflowCluster, init_recovery
 from tests.eos_helpers import (
     READ_COMMITTED,
     READ_UNCOMMITTED,
     TopicWatcher,
     duplicate_counts,
-    init_recovery,
     read_outputs,
     summary,
 )
-from tests.evidence import committed_epoch, error_lines, log_texts, partition_starts
+from tests.evidence import assert_resumed, committed_epoch, error_lines, log_texts
 from tests.kafka_harness import produce, wait_until
 from tests.outputs import assert_exact, flow_env, read_partitions
 from tests.reference import expected_output
@@ -93,15 +91,6 @@ def kill_when_output_exceeds(cluster: DataflowCluster, watcher: TopicWatcher, re
     assert not cluster.any_exited(), f"the run ended before the planned crash (exit codes {codes}):\n{cluster.tail()}"
     cluster.stop(signal.SIGKILL)
     return watcher.records
-
-
-def assert_resumed(cluster: DataflowCluster, inputs: dict[int, list]) -> None:
-    """Every input partition started from a snapshot, so the run read less than the input holds."""
-    starts = partition_starts(log_texts(cluster.logs))
-    assert sorted(starts) == sorted(inputs), f"not every partition logged its start: {starts}"
-    assert all(start.resumed for start in starts.values()), f"a partition did not resume: {starts}"
-    to_read = sum(start.high - start.start_offset for start in starts.values())
-    assert to_read < sum(map(len, inputs.values())), f"the resumed run read all the input again: {starts}"
 
 
 def skipped_on_resume(cluster: DataflowCluster) -> int:
@@ -274,22 +263,3 @@ def test_a_second_instance_fences_the_first_as_a_zombie(kafka_brokers: str, topi
     last_lines = "\n".join(zombie.stderr.strip().splitlines()[-3:])
     print(f"[zombie] the first instance's last lines:\n{last_lines}")
     assert "zombie" in last_lines and "took over its transactional.id" in last_lines, last_lines
-
-
-def test_bad_processing_guarantee_stops_the_dataflow_with_one_line_naming_it() -> None:
-    result = subprocess.run(  # noqa: S603 - our own interpreter and module
-        list(BYTEWAX_RUN),
-        env={**os.environ, "PROCESSING_GUARANTEE": "twice"},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "PROCESSING_GUARANTEE" in lines[0]
-    assert "twice" in lines[0]
-    assert "Traceback" not in result.stderr
-

@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from tests.dataflow_runner import DataflowCluster
-from tests.hardening import TRUNCATED_BYTES, check_accounted, login, read_log, varied_login
+from tests.hardening import TRUNCATED_BYTES, check_accounted, login, read_log, source_in, varied_login
 from tests.kafka_harness import consume_all, delete_topics, produce
 from tests.outputs import collect, flow_env, output_topics, source_of
 
@@ -102,7 +102,7 @@ def test_reject_too_large_for_its_dlq_is_truncated_with_its_length(
     # Cut or not, a reject still says why and where it came from.
     assert cut.headers.get("error") == b"too_long:app_version", f"truncated record headers: {cut.headers}"
     log = read_log(kafka_brokers, input_topic)
-    [big_source] = [(p, o) for p, rows in log.items() for o, value in rows.items() if value == big]
+    big_source = source_in(log, big)
     assert source_of(cut) == big_source, f"truncated record headers: {cut.headers}"
     [small] = [record for record in dlq if record is not cut]
     assert small.value == b"not json" and "truncated" not in small.headers
@@ -128,7 +128,7 @@ def test_large_late_event_is_truncated_on_a_small_late_topic_and_a_large_on_time
     run_to_end(env, tmp_path)
 
     log = read_log(kafka_brokers, input_topic)
-    [late_source] = [(p, o) for p, rows in log.items() for o, value in rows.items() if value == late_big]
+    late_source = source_in(log, late_big)
     [cut] = consume_all(kafka_brokers, topics["late"])
     assert cut.headers.get("truncated") == str(len(late_big)).encode(), cut.headers
     assert cut.value == late_big[:TRUNCATED_BYTES]
@@ -136,7 +136,7 @@ def test_large_late_event_is_truncated_on_a_small_late_topic_and_a_large_on_time
     assert source_of(cut) == late_source, f"truncated record headers: {cut.headers}"
     expected = check_accounted(collect(kafka_brokers, topics), log, WINDOW, LATENESS, revisions=False)
     # The large on-time event is one of the counted ones, not a reject.
-    [on_time_source] = [(p, o) for p, rows in log.items() for o, value in rows.items() if value == on_time_big]
+    on_time_source = source_in(log, on_time_big)
     assert on_time_source not in expected.rejects and on_time_source not in expected.late
 
 

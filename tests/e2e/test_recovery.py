@@ -11,15 +11,14 @@ from that snapshot's offsets, not from the beginning of the input.
 
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.dataflow_runner import RUN_SCRIPT, DataflowCluster
-from tests.evidence import committed_epoch, log_texts, partition_starts
+from tests.dataflow_runner import RUN_SCRIPT, DataflowCluster, init_recovery
+from tests.evidence import assert_resumed, committed_epoch
 from tests.kafka_harness import consume_all, produce, wait_until
 from tests.outputs import assert_exact, collect, flow_env, output_topics, read_partitions, source_of
 from tests.reference import expected_output
@@ -30,15 +29,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 WINDOW = 60
 LATENESS = 2
 RUN_TIMEOUT_S = 300
-RECOVERY_PARTITIONS = 4
-
-
-def init_recovery(directory: Path) -> list[str]:
-    directory.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(RECOVERY_PARTITIONS)], check=True)
-    # Snapshot every second so short runs have something to resume from;
-    # keep no extra backups, nothing here copies the directory elsewhere.
-    return ["-r", str(directory), "-s", "1", "-b", "0"]
 
 
 def distinct_rejects(brokers: str, topic: str) -> int:
@@ -62,24 +52,6 @@ def crash_when(cluster: DataflowCluster, brokers: str, dlq_topic: str, rejects: 
     codes = [process.poll() for process in cluster.running]
     assert not cluster.any_exited(), f"the run ended before the planned crash, exit codes {codes}:\n{cluster.tail()}"
     cluster.stop(signal.SIGKILL)
-
-
-def assert_resumed(cluster: DataflowCluster, inputs: dict[int, list], nothing_left: bool = False) -> None:
-    """The run started every partition from its snapshot, so it read less than the input holds.
-
-    A run that ignored its snapshots and read from offset 0 again would read
-    all of it; with `nothing_left` (the input was finished before), it must read nothing.
-    """
-    starts = partition_starts(log_texts(cluster.logs))
-    assert sorted(starts) == sorted(inputs), f"not every partition logged its start: {starts}"
-    assert all(start.resumed for start in starts.values()), f"a partition did not resume: {starts}"
-    assert all(start.high == len(inputs[p]) for p, start in starts.items()), starts
-    to_read = sum(start.high - start.start_offset for start in starts.values())
-    total = sum(map(len, inputs.values()))
-    if nothing_left:
-        assert to_read == 0, f"the rerun read {to_read} message(s) again: {starts}"
-    else:
-        assert to_read < total, f"the resumed run read all {total} messages again: {starts}"
 
 
 @pytest.fixture

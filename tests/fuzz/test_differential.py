@@ -38,6 +38,13 @@ from tests.reference import Expected, expected_output, metrics_from_records
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") == ""
+fuzz_settings = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=DERANDOMIZE,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z
 
 FIELD_COMBOS = [
@@ -196,13 +203,7 @@ def assert_matches(out: dict[str, list[KafkaRecord]], expected: Expected, inputs
         assert record.value == inputs[int(headers["source_partition"])][int(headers["source_offset"])]
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=DERANDOMIZE,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz_settings
 @given(cases())
 def test_the_flow_gives_the_reference_answer_on_random_configurations(case: tuple[Config, Values]) -> None:
     config, inputs = case
@@ -231,13 +232,7 @@ def latest_metrics(records: list[KafkaRecord]) -> dict:
     return latest
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=DERANDOMIZE,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz_settings
 @given(cases(), st.floats(0, 1))
 def test_a_bounded_run_continued_on_more_input_gives_the_one_run_answer(
     case: tuple[Config, Values], cut: float

@@ -196,10 +196,11 @@ def test_unknown_slice_field_message_names_the_field_and_the_known_ones() -> Non
     assert "user_id, app_version, device_type, ip, locale, device_id" in message
 
 
-def test_bad_setting_stops_the_dataflow_import_with_one_line_naming_the_variable() -> None:
+@pytest.mark.parametrize(("name", "value"), [("WINDOW_SECONDS", "0"), ("PROCESSING_GUARANTEE", "twice")])
+def test_bad_setting_stops_the_dataflow_import_with_one_line_naming_the_variable(name: str, value: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", "import dataflow"],
-        env={**os.environ, "WINDOW_SECONDS": "0"},
+        env={**os.environ, name: value},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -208,8 +209,9 @@ def test_bad_setting_stops_the_dataflow_import_with_one_line_naming_the_variable
     )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "WINDOW_SECONDS" in lines[0]
+    assert len(lines) == 1, result.stderr
+    assert name in lines[0]
+    assert repr(value) in lines[0]
     assert "Traceback" not in result.stderr
 
 

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # One image for the whole loginflow stack: the dataflow (default entrypoint),
-# the event generator (`--entrypoint python ... -m tools.generator`) and the
+# the event generator (`--entrypoint python ... -m devkit.generator`) and the
 # one-shot recovery init (`--entrypoint /app/scripts/init-recovery`).
 #
 # Base image: CPython 3.12, the newest line Bytewax 0.21.1 ships wheels for
@@ -42,7 +42,7 @@ RUN pip install --no-cache-dir --disable-pip-version-check --root-user-action=ig
 # Only what runs: no tests, benchmarks or dev tooling (see .dockerignore).
 COPY dataflow.py ./
 COPY operators/ ./operators/
-COPY tools/ ./tools/
+COPY devkit/ ./devkit/
 COPY --chmod=0755 scripts/run-dataflow ./scripts/run-dataflow
 COPY --chmod=0755 scripts/init-recovery ./scripts/init-recovery
 

@@ -6,9 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit test-e2e fuzz lint kafka-up kafka-down kafka-status clean
+.PHONY: help setup demo test test-unit test-e2e fuzz lint fmt kafka-up kafka-down kafka-status clean
 
-setup: $(STAMP)
+# `make help` lists every target that has a `## ` description on its rule line.
+help:  ## list the targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+setup: $(STAMP)  ## the venv with every Python package the tests need
 
 # Reinstall only when a requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -17,38 +21,43 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-demo: setup
-	$(PY) -m tools.demo
+demo: setup  ## broker, generator, the dataflow as 2 processes, a live view
+	$(PY) -m devkit.demo
 
-test: setup
+test: setup  ## every test suite, against a real local broker
 	$(PY) -m pytest
 
-test-unit: setup
+test-unit: setup  ## the tests that need no broker (about 10 s)
 	$(PY) -m pytest -m "not kafka" tests/unit tests/flow
 
-test-e2e: setup
+test-e2e: setup  ## the end-to-end tests only
 	$(PY) -m pytest -m e2e
 
 # The differential fuzz (tests/fuzz): fresh random configurations against the
 # reference; `make test` runs a fixed 20 of them.
 FUZZ_EXAMPLES ?= 300
-fuzz: setup
+fuzz: setup  ## the differential fuzz on FUZZ_EXAMPLES fresh random cases
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(PY) -m pytest -q tests/fuzz
 
-lint: setup
+lint: setup  ## ruff check, ruff format --check, mypy (everything, tests and bench too)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-kafka-up: setup
+fmt: setup  ## format the tree and apply ruff's safe fixes
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+kafka-up: setup  ## start the local broker (scripts/kafka up)
 	scripts/kafka up
 
-kafka-down:
+kafka-down:  ## stop it
 	scripts/kafka down
 
-kafka-status:
+kafka-status:  ## is it up?
 	scripts/kafka status
 
-clean:
+clean:  ## stop the broker, remove .venv and .cache
 	scripts/kafka down || true
 	rm -rf $(VENV) .cache
 
@@ -67,12 +76,12 @@ BENCH_PY := .cache/bench/venv/bin/python
 
 .PHONY: bench bench-scaling
 
-bench:
+bench:  ## the full benchmark (about 28 min); rewrites BENCHMARKS.md
 	$(PYTHON) -m bench.setup_venvs
 	$(BENCH_PY) -m bench --events $(BENCH_EVENTS) --runs $(BENCH_RUNS) --slow-events $(BENCH_SLOW_EVENTS) \
 		--latency --latency-rate $(BENCH_LATENCY_RATE) --latency-seconds $(BENCH_LATENCY_SECONDS) --memory $(BENCH_FLAGS)
 	$(BENCH_PY) -m bench.publish
 
-bench-scaling:
+bench-scaling:  ## workers x processes scaling only
 	$(PYTHON) -m bench.setup_venvs
 	$(BENCH_PY) -m bench --scaling-only --events $(BENCH_EVENTS) --runs $(BENCH_RUNS)

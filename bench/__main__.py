@@ -41,7 +41,7 @@ from bench.contenders import ALL, MAIN, SCALING, SLOW, Contender
 from bench.dataset import Dataset, DatasetSpec, build
 from bench.harness import HarnessSettings, RunResult, run_once
 from bench.report import Summary, machine_facts, main_table, notes_block, scaling_table, summarize, write_json
-from operators.settings import DEFAULT_SLICES, parse_slices
+from operators.runtime.settings import DEFAULT_SLICES, parse_slices
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -49,12 +49,17 @@ WORK_ROOT = REPO / ".cache" / "bench" / "runs"
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", "1000000")))
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
-    parser.add_argument("--slow-events", type=int, default=int(os.environ.get("BENCH_SLOW_EVENTS", "50000")),
-                        help="input size for the slow peers (Quix, naive Bytewax)")  # fmt: skip
+    parser.add_argument(
+        "--slow-events",
+        type=int,
+        default=int(os.environ.get("BENCH_SLOW_EVENTS", "50000")),
+        help="input size for the slow peers (Quix, naive Bytewax)",
+    )
     parser.add_argument("--only", default="", help="comma-separated contender keys: " + ", ".join(ALL))
     scaling = parser.add_mutually_exclusive_group()
     scaling.add_argument("--scaling", action="store_true", help="also run loginflow layouts on 3 and 6 partitions")
@@ -62,33 +67,70 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one run may take before it is killed")
     parser.add_argument("--quix-idle", type=float, default=5.0, help="Quix peer: stop after this many idle seconds")
     parser.add_argument("--quix-grace", type=float, help="Quix peer's window grace, seconds (default: --lateness)")
-    parser.add_argument("--profile", action="store_true",
-                        help="run loginflow under py-spy and print its hot spots (perturbs its timings)")  # fmt: skip
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run loginflow under py-spy and print its hot spots (perturbs its timings)",
+    )
     parser.add_argument("--window", type=int, default=60)
     parser.add_argument("--lateness", type=float, default=10.0)
     parser.add_argument("--slices", default=os.environ.get("BENCH_SLICES", DEFAULT_SLICES))
     parser.add_argument("--no-main", action="store_true", help="skip the main and slow contender sets")
-    parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=False,
-                        help="latency mode: loginflow 1x1 tailing a generator that produces in real time")  # fmt: skip
-    parser.add_argument("--latency-rate", type=float, default=float(os.environ.get("BENCH_LATENCY_RATE", "20000")),
-                        help="latency mode: events per second produced (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--latency-seconds", type=float,
-                        default=float(os.environ.get("BENCH_LATENCY_SECONDS", "180")),
-                        help="latency mode: seconds of production (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--latency-producers", type=int, default=1,
-                        help="latency mode: generator processes sharing the rate (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--latency-variants", type=_variants, default=_variants(DEFAULT_LATENCY_VARIANTS),
-                        help="latency mode: guarantee:epoch_s runs; the first is the headline "
-                             "(default: %(default)s)")  # fmt: skip
-    parser.add_argument("--latency-users", type=int, default=latency.LatencySpec.users,
-                        help="latency mode: user pool; sets the records per window (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=False,
-                        help="memory mode: loginflow 1x1 peak RSS against keys per window, input length")  # fmt: skip
+    parser.add_argument(
+        "--latency",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="latency mode: loginflow 1x1 tailing a generator that produces in real time",
+    )
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=float(os.environ.get("BENCH_LATENCY_RATE", "20000")),
+        help="latency mode: events per second produced (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=float(os.environ.get("BENCH_LATENCY_SECONDS", "180")),
+        help="latency mode: seconds of production (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latency-producers",
+        type=int,
+        default=1,
+        help="latency mode: generator processes sharing the rate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latency-variants",
+        type=_variants,
+        default=_variants(DEFAULT_LATENCY_VARIANTS),
+        help="latency mode: guarantee:epoch_s runs; the first is the headline (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latency-users",
+        type=int,
+        default=latency.LatencySpec.users,
+        help="latency mode: user pool; sets the records per window (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="memory mode: loginflow 1x1 peak RSS against keys per window, input length",
+    )
     parser.add_argument("--memory-runs", type=int, default=1, help="memory mode: runs per point (default: %(default)s)")
-    parser.add_argument("--memory-users", type=_sizes, default=memory.MemoryPlan.key_users,
-                        help="memory mode, keys series: user pool sizes (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--memory-lengths", type=_sizes, default=memory.MemoryPlan.lengths,
-                        help="memory mode, length series: event counts (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--memory-users",
+        type=_sizes,
+        default=memory.MemoryPlan.key_users,
+        help="memory mode, keys series: user pool sizes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--memory-lengths",
+        type=_sizes,
+        default=memory.MemoryPlan.lengths,
+        help="memory mode, length series: event counts (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if min(args.events, args.slow_events, args.runs, args.latency_producers, args.latency_users, args.memory_runs) < 1:
         parser.error("--events, --slow-events, --runs, --latency-producers/-users and --memory-runs must be positive")
@@ -157,17 +199,20 @@ def _versions() -> dict[str, str]:
 
 def _git_state() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True,
-                               check=True).stdout.strip()  # fmt: skip
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" (uncommitted changes)" if dirty else "")
 
 
-def _run_round_robin(contenders: Sequence[Contender], dataset: Dataset, broker: BenchBroker,
-                     settings: HarnessSettings, runs: int) -> dict[str, list[RunResult]]:  # fmt: skip
+def _run_round_robin(
+    contenders: Sequence[Contender], dataset: Dataset, broker: BenchBroker, settings: HarnessSettings, runs: int
+) -> dict[str, list[RunResult]]:
     """Run every contender once per round, `runs` rounds."""
     results: dict[str, list[RunResult]] = {c.key: [] for c in contenders}
     for round_index in range(runs):
@@ -177,8 +222,10 @@ def _run_round_robin(contenders: Sequence[Contender], dataset: Dataset, broker: 
             rate = f"{result.events_per_s:,.0f} ev/s" if result.events_per_s else "no rate"
             detail = f"active {result.active_s}s, wall {result.wall_s}s, RSS {result.peak_rss_mib} MiB"
             error = f" — {result.error.splitlines()[0]}" if result.error else ""
-            _log(f"[p{dataset.spec.partitions} run {round_index + 1}/{runs}] {contender.key}: {rate}, {detail}, "
-                 f"{result.verdict}{error}")  # fmt: skip
+            _log(
+                f"[p{dataset.spec.partitions} run {round_index + 1}/{runs}] {contender.key}: {rate}, {detail}, "
+                f"{result.verdict}{error}"
+            )
     return results
 
 
@@ -189,8 +236,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, _stop_on_signal)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     quix_grace = args.lateness if args.quix_grace is None else args.quix_grace
-    settings = HarnessSettings(args.window, args.lateness, args.slices, args.timeout, args.quix_idle, quix_grace,
-                               WORK_ROOT / stamp, args.profile)  # fmt: skip
+    settings = HarnessSettings(
+        args.window,
+        args.lateness,
+        args.slices,
+        args.timeout,
+        args.quix_idle,
+        quix_grace,
+        WORK_ROOT / stamp,
+        args.profile,
+    )
     slices = parse_slices(args.slices)
     wanted = {key for key in args.only.split(",") if key}
     skip = args.scaling_only or args.no_main
@@ -239,8 +294,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     span = DatasetSpec.span_s * min(1.0, events / args.events)
                     _log(f"generating {events:,} events over {span:,.0f} s of event time on {partitions} partitions")
                     spec = DatasetSpec(events=events, partitions=partitions, span_s=span)
-                    datasets[(events, partitions)] = build(broker.bootstrap, f"bench-input-{events}-p{partitions}",
-                                                           spec, slices, args.window, args.lateness)  # fmt: skip
+                    datasets[(events, partitions)] = build(
+                        broker.bootstrap,
+                        f"bench-input-{events}-p{partitions}",
+                        spec,
+                        slices,
+                        args.window,
+                        args.lateness,
+                    )
                     _log(f"input ready: {datasets[(events, partitions)].summary()}")
                 return datasets[(events, partitions)]
 
@@ -263,14 +324,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.latency:
                 variants = []
                 for guarantee, epoch_s in args.latency_variants:
-                    spec = latency.LatencySpec(args.latency_rate, args.latency_seconds, args.latency_producers,
-                                               args.latency_users, guarantee=guarantee, epoch_s=epoch_s)  # fmt: skip
+                    spec = latency.LatencySpec(
+                        args.latency_rate,
+                        args.latency_seconds,
+                        args.latency_producers,
+                        args.latency_users,
+                        guarantee=guarantee,
+                        epoch_s=epoch_s,
+                    )
                     variants.append(latency.run(broker, settings, spec, _log))
                 sections["latency"] = variants[0]
                 sections["latency_variants"] = {"runs": variants}
             if args.memory:
-                plan = memory.MemoryPlan(key_users=args.memory_users, lengths=args.memory_lengths,
-                                         runs=args.memory_runs)  # fmt: skip
+                plan = memory.MemoryPlan(
+                    key_users=args.memory_users, lengths=args.memory_lengths, runs=args.memory_runs
+                )
                 sections["memory"] = memory.run(broker, settings, plan, _log)
             all_runs = [run for runs in by_key.values() for run in runs]
             inputs.update({f"{e}-p{p}": d.summary() for (e, p), d in datasets.items()})
@@ -303,8 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{kind}: " + ", ".join(f"{name} {share:.1%}" for name, share in rows[:12]) + "\n")
     if "latency" in sections:
         lat = sections["latency"]
-        print(f"### latency: loginflow 1x1 tailing {lat['rate_target']:,.0f} events/s for {lat['seconds']:,.0f} s, "
-              f"window {lat['window_s']} s, lateness {lat['lateness_s']:g} s\n\n" + latency.table(lat) + "\n")
+        print(
+            f"### latency: loginflow 1x1 tailing {lat['rate_target']:,.0f} events/s for {lat['seconds']:,.0f} s, "
+            f"window {lat['window_s']} s, lateness {lat['lateness_s']:g} s\n\n" + latency.table(lat) + "\n"
+        )
         for note in lat["notes"]:
             print(f"- {note}")
         print("\n### latency by guarantee and epoch\n\n" + latency.variants_table(sections["latency_variants"]["runs"]))
@@ -314,8 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = notes_block([*summaries, *slow, *scaling])
     if notes:
         print("notes:\n" + notes + "\n")
-    print(f"load average {meta['load_at_start']} -> {meta['load_at_end']}; {meta['duration_s']} s in all; "
-          f"results: {path.relative_to(REPO)}")  # fmt: skip
+    print(
+        f"load average {meta['load_at_start']} -> {meta['load_at_end']}; {meta['duration_s']} s in all; "
+        f"results: {path.relative_to(REPO)}"
+    )
     return 0
 
 

@@ -27,8 +27,14 @@ MIB = 2**20
 Panel = Callable[[Axes], None]
 
 
-def _throughput(results: Results, summaries: list[Summary], title: str, target_share: float, log: bool = False,
-                by_partitions: bool = False) -> Panel:  # fmt: skip
+def _throughput(
+    results: Results,
+    summaries: list[Summary],
+    title: str,
+    target_share: float,
+    log: bool = False,
+    by_partitions: bool = False,
+) -> Panel:
     def draw(ax: Axes) -> None:
         shown = [s for s in summaries if s.events_per_s]
         medians = [float(s.events_per_s or 0) for s in shown]
@@ -38,20 +44,31 @@ def _throughput(results: Results, summaries: list[Summary], title: str, target_s
             low.append(median - min(rates))
             high.append(max(rates) - median)
         rows = range(len(shown))
-        ax.barh(rows, medians, xerr=[low, high], capsize=3,
-                color=[VERDICT_COLOURS.get(s.verdict, OTHER_COLOUR) for s in shown])  # fmt: skip
+        ax.barh(
+            rows,
+            medians,
+            xerr=[low, high],
+            capsize=3,
+            color=[VERDICT_COLOURS.get(s.verdict, OTHER_COLOUR) for s in shown],
+        )
         where = [f", {s.partitions} partitions" if by_partitions else "" for s in shown]
         ax.set_yticks(rows, [f"{s.label}{at} ({s.verdict})" for s, at in zip(shown, where, strict=True)])
         ax.invert_yaxis()  # the table's order, top to bottom
         for row, median, up in zip(rows, medians, high, strict=True):
             # Past the fastest run's whisker, so the figure never sits on it.
-            ax.annotate(f"{median:,.0f}", (median + up, row), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=8)  # fmt: skip
+            ax.annotate(
+                f"{median:,.0f}", (median + up, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
+            )
         roof = ceiling(summaries)
         if roof and roof.events_per_s:
             target = target_share * roof.events_per_s
-            ax.axvline(target, color="black", linestyle="--", linewidth=1,
-                       label=f"target: {target_share:.0%} of the orjson ceiling ({target:,.0f}/s)")  # fmt: skip
+            ax.axvline(
+                target,
+                color="black",
+                linestyle="--",
+                linewidth=1,
+                label=f"target: {target_share:.0%} of the orjson ceiling ({target:,.0f}/s)",
+            )
             # Lower right is empty: the last rows are the slower contenders.
             ax.legend(fontsize=8, loc="lower right")
         if log:
@@ -74,13 +91,15 @@ def _latency(latency: dict[str, Any], target_s: float) -> Panel:
         for name, style in (("p50_s", ":"), ("p99_s", "-.")):
             if latency.get(name) is None:
                 continue
-            ax.axvline(latency[name], color="#1565c0", linestyle=style, linewidth=1,
-                       label=f"{name[:-2]} {latency[name]:.3f} s")  # fmt: skip
+            ax.axvline(
+                latency[name], color="#1565c0", linestyle=style, linewidth=1, label=f"{name[:-2]} {latency[name]:.3f} s"
+            )
         ax.axvline(target_s, color="black", linestyle="--", linewidth=1, label=f"target {target_s:g} s")
         ax.set_xlabel("event to metric record, s")
         ax.set_ylabel("share of sampled events")
-        ax.set_title(f"Latency at {latency.get('rate_achieved') or 0:,.0f} events/s ({latency.get('verdict')})",
-                     fontsize=10)  # fmt: skip
+        ax.set_title(
+            f"Latency at {latency.get('rate_achieved') or 0:,.0f} events/s ({latency.get('verdict')})", fontsize=10
+        )
         ax.legend(fontsize=8, loc="lower right")
 
     return draw
@@ -93,9 +112,14 @@ def _memory_keys(memory: dict[str, Any]) -> Panel:
         ax.plot(keys, [r["peak_rss_mib"] for r in rows], "o", color="#6a1b9a", label="measured")
         if keys and memory.get("baseline_mib") is not None and memory.get("bytes_per_key") is not None:
             ends = [0, max(keys)]
-            ax.plot(ends, [memory["baseline_mib"] + k * memory["bytes_per_key"] / MIB for k in ends], "--",
-                    color="#6a1b9a", linewidth=1,
-                    label=f"fit: {memory['baseline_mib']:,.0f} MiB + {memory['bytes_per_key']:,.0f} B/key")  # fmt: skip
+            ax.plot(
+                ends,
+                [memory["baseline_mib"] + k * memory["bytes_per_key"] / MIB for k in ends],
+                "--",
+                color="#6a1b9a",
+                linewidth=1,
+                label=f"fit: {memory['baseline_mib']:,.0f} MiB + {memory['bytes_per_key']:,.0f} B/key",
+            )
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.set_xlabel("distinct keys per window")
         ax.set_ylabel("peak RSS, MiB")
@@ -122,14 +146,28 @@ def panels(results: Results, target_share: float, target_latency_s: float) -> tu
     """Full-width throughput panels, and the small panels (latency, memory) for the row below."""
     wide: list[Panel] = []
     if results.main:
-        wide.append(_throughput(results, results.main, f"{results.main[0].messages:,} messages, "
-                                f"{results.main[0].partitions} partitions", target_share))  # fmt: skip
+        wide.append(
+            _throughput(
+                results,
+                results.main,
+                f"{results.main[0].messages:,} messages, {results.main[0].partitions} partitions",
+                target_share,
+            )
+        )
     if results.slow:
-        wide.append(_throughput(results, results.slow, f"Slow peers: {results.slow[0].messages:,} messages "
-                                "(log scale)", target_share, log=True))  # fmt: skip
+        wide.append(
+            _throughput(
+                results,
+                results.slow,
+                f"Slow peers: {results.slow[0].messages:,} messages (log scale)",
+                target_share,
+                log=True,
+            )
+        )
     if results.scaling:
-        wide.append(_throughput(results, results.scaling, "Scaling: loginflow layouts", target_share,
-                                by_partitions=True))  # fmt: skip
+        wide.append(
+            _throughput(results, results.scaling, "Scaling: loginflow layouts", target_share, by_partitions=True)
+        )
     small: list[Panel] = []
     if results.latency:
         small.append(_latency(results.latency, target_latency_s))

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from bench.broker import free_ports
 from bench.setup_venvs import QUIX_VENV, python_of
+from devkit.broker import free_ports
 
 
 class Kind(Enum):
@@ -47,10 +47,20 @@ class Contender:
         return None
 
 
-CEILING_RAW = Contender("ceiling-raw", "consume ceiling, no parse", Kind.CEILING, module="bench.peers.ceiling",
-                        extra_args=("--parse", "none"))  # fmt: skip
-CEILING_ORJSON = Contender("ceiling-orjson", "consume ceiling + orjson.loads", Kind.CEILING,
-                           module="bench.peers.ceiling", extra_args=("--parse", "orjson"))  # fmt: skip
+CEILING_RAW = Contender(
+    "ceiling-raw",
+    "consume ceiling, no parse",
+    Kind.CEILING,
+    module="bench.peers.ceiling",
+    extra_args=("--parse", "none"),
+)
+CEILING_ORJSON = Contender(
+    "ceiling-orjson",
+    "consume ceiling + orjson.loads",
+    Kind.CEILING,
+    module="bench.peers.ceiling",
+    extra_args=("--parse", "orjson"),
+)
 
 
 def loginflow(processes: int, workers: int, guarantee: str = "at-least-once", epoch_s: int = 0) -> Contender:
@@ -60,21 +70,30 @@ def loginflow(processes: int, workers: int, guarantee: str = "at-least-once", ep
         key, label = f"{key}-eos-s{epoch_s}", f"{label}, exactly-once, -s {epoch_s}"
     elif epoch_s:
         key, label = f"{key}-s{epoch_s}", f"{label}, -s {epoch_s}"
-    return Contender(key, label, Kind.LOGINFLOW, processes=processes, workers=workers, guarantee=guarantee,
-                     epoch_s=epoch_s)  # fmt: skip
+    return Contender(
+        key, label, Kind.LOGINFLOW, processes=processes, workers=workers, guarantee=guarantee, epoch_s=epoch_s
+    )
 
 
-PANDAS = Contender("pandas-batches", "pandas per 1 s batch (take-home)", Kind.PEER,
-                   module="bench.peers.pandas_batches")  # fmt: skip
-QUIX = Contender("quix-windows", "Quix Streams 3.28 tumbling_window", Kind.PEER, module="bench.peers.quix_windows",
-                 quix=True)  # fmt: skip
-BYTEWAX_NAIVE = Contender("bytewax-naive", "Bytewax fold_window per key (naive)", Kind.PEER,
-                          module="bench.peers.bytewax_naive")  # fmt: skip
+PANDAS = Contender("pandas-batches", "pandas per 1 s batch (take-home)", Kind.PEER, module="bench.peers.pandas_batches")
+QUIX = Contender(
+    "quix-windows", "Quix Streams 3.28 tumbling_window", Kind.PEER, module="bench.peers.quix_windows", quix=True
+)
+BYTEWAX_NAIVE = Contender(
+    "bytewax-naive", "Bytewax fold_window per key (naive)", Kind.PEER, module="bench.peers.bytewax_naive"
+)
 
 # Measured on the full input (BENCH_EVENTS).
-MAIN = (CEILING_RAW, CEILING_ORJSON, loginflow(1, 1), loginflow(2, 1), PANDAS,
-        # What exactly-once output costs: a transaction per output partition per epoch.
-        loginflow(1, 1, "exactly-once", 1), loginflow(1, 1, "exactly-once", 10))  # fmt: skip
+MAIN = (
+    CEILING_RAW,
+    CEILING_ORJSON,
+    loginflow(1, 1),
+    loginflow(2, 1),
+    PANDAS,
+    # What exactly-once output costs: a transaction per output partition per epoch.
+    loginflow(1, 1, "exactly-once", 1),
+    loginflow(1, 1, "exactly-once", 10),
+)
 # Peers too slow for the full input within the run-time budget (Quix ~2-3k events/s
 # on this box; Bytewax's per-key windows get slower as keys accumulate) run on a
 # smaller input (BENCH_SLOW_EVENTS) with the same event density, next to loginflow
@@ -119,11 +138,25 @@ def launch(contender: Contender, spec: RunSpec) -> Launch:
     # Quix calls allowed lateness "grace"; it may be set apart to try other values.
     lateness = spec.quix_grace_s if contender.quix else spec.lateness_s
     command = [
-        python, "-m", contender.module, "--brokers", spec.brokers, "--input-topic", spec.input_topic,
-        "--output-topic", spec.topics.get("metrics", ""), "--results", str(results),
-        "--window", str(spec.window_s), "--lateness", str(lateness), "--slices", spec.slices,
+        python,
+        "-m",
+        contender.module,
+        "--brokers",
+        spec.brokers,
+        "--input-topic",
+        spec.input_topic,
+        "--output-topic",
+        spec.topics.get("metrics", ""),
+        "--results",
+        str(results),
+        "--window",
+        str(spec.window_s),
+        "--lateness",
+        str(lateness),
+        "--slices",
+        spec.slices,
         *contender.extra_args,
-    ]  # fmt: skip
+    ]
     if contender.quix:
         command += ["--state-dir", str(spec.run_dir / "quix-state"), "--idle-timeout", str(spec.quix_idle_s)]
     return Launch([command], results=results)

@@ -1,7 +1,7 @@
 """The benchmark input: generated events on a fresh topic, and the exact answer to them.
 
-The input is produced with the project's generator (``python -m tools.generator``)
-and read back from the broker, so the batch answer (`tests.reference`) is
+The input is produced with the project's generator (``python -m devkit.generator``)
+and read back from the broker, so the batch answer (`devkit.reference`) is
 computed over exactly the bytes every contender reads.
 
 The log ends with a few *trailer* events per partition, stamped an hour after
@@ -28,10 +28,11 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Producer
 
-from bench.kafka_io import read_topic, values_by_partition
-from operators.settings import SliceSpec
-from tests.reference import Expected, expected_output, iso
-from tools.generator import DEFAULT_START
+from bench.kafka_io import read_topic
+from devkit.generator.events import DEFAULT_START
+from devkit.records import values_by_partition
+from devkit.reference import Expected, expected_output, iso
+from operators.pure.slices import SliceSpec
 
 REPO = Path(__file__).resolve().parent.parent
 TRAILER_PER_PARTITION = 8
@@ -56,12 +57,34 @@ class DatasetSpec:
     def generator_args(self, brokers: str, topic: str) -> list[str]:
         """The generator command line for this spec."""
         return [
-            sys.executable, "-m", "tools.generator", "--create-topic", "--no-progress", "--log-level", "WARNING",
-            "--brokers", brokers, "--topic", topic, "--partitions", str(self.partitions),
-            "--count", str(self.events), "--users", str(self.users), "--bad-fraction", str(self.bad_fraction),
-            "--late-fraction", str(self.late_fraction), "--missing-device-type", str(self.missing_device_type),
-            "--span", str(self.span_s), "--seed", str(self.seed),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "devkit.generator",
+            "--create-topic",
+            "--no-progress",
+            "--log-level",
+            "WARNING",
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--partitions",
+            str(self.partitions),
+            "--count",
+            str(self.events),
+            "--users",
+            str(self.users),
+            "--bad-fraction",
+            str(self.bad_fraction),
+            "--late-fraction",
+            str(self.late_fraction),
+            "--missing-device-type",
+            str(self.missing_device_type),
+            "--span",
+            str(self.span_s),
+            "--seed",
+            str(self.seed),
+        ]
 
 
 @dataclass
@@ -112,17 +135,25 @@ def _produce_trailer(brokers: str, topic: str, spec: DatasetSpec) -> None:
             # Distinct values per event so the slice keys of the trailer hash to
             # every partition of a repartitioned stream (Quix's group_by).
             name = f"trailer-{partition}-{index}"
-            value = {"user_id": name, "timestamp": stamp, "app_version": name, "device_type": name,
-                     "ip": name, "locale": name, "device_id": name}  # fmt: skip
+            value = {
+                "user_id": name,
+                "timestamp": stamp,
+                "app_version": name,
+                "device_type": name,
+                "ip": name,
+                "locale": name,
+                "device_id": name,
+            }
             producer.produce(topic, orjson.dumps(value), name.encode(), partition=partition)
     if producer.flush(60):
         msg = f"trailer events to {topic} not delivered"
         raise RuntimeError(msg)
 
 
-def reference(partitions: Mapping[int, Sequence[bytes | None]], slices: Sequence[SliceSpec], window_s: int,
-              lateness_s: float) -> Expected:  # fmt: skip
-    """`tests.reference.expected_output`, one process per partition on large inputs.
+def reference(
+    partitions: Mapping[int, Sequence[bytes | None]], slices: Sequence[SliceSpec], window_s: int, lateness_s: float
+) -> Expected:
+    """`devkit.reference.expected_output`, one process per partition on large inputs.
 
     Partitions are independent until the counts are summed, so each is counted
     with every minimum at 1 and the real minimums are applied to the sums.
@@ -133,8 +164,15 @@ def reference(partitions: Mapping[int, Sequence[bytes | None]], slices: Sequence
         return expected_output(partitions, window_s, lateness_s, [(s.fields, s.min_count) for s in slices])
     every_key = [(s.fields, 1) for s in slices]
     with ProcessPoolExecutor(len(partitions), mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = list(pool.map(expected_output, [{p: v} for p, v in partitions.items()], repeat(window_s),
-                              repeat(lateness_s), repeat(every_key)))  # fmt: skip
+        parts = list(
+            pool.map(
+                expected_output,
+                [{p: v} for p, v in partitions.items()],
+                repeat(window_s),
+                repeat(lateness_s),
+                repeat(every_key),
+            )
+        )
     merged = Expected()
     counts: Counter[tuple[str, str, tuple[str, ...]]] = Counter()
     for part in parts:
@@ -147,8 +185,9 @@ def reference(partitions: Mapping[int, Sequence[bytes | None]], slices: Sequence
     return merged
 
 
-def build(brokers: str, topic: str, spec: DatasetSpec, slices: tuple[SliceSpec, ...],
-          window_s: int, lateness_s: float) -> Dataset:  # fmt: skip
+def build(
+    brokers: str, topic: str, spec: DatasetSpec, slices: tuple[SliceSpec, ...], window_s: int, lateness_s: float
+) -> Dataset:
     """Generate `spec` into a new `topic`, append the trailer, and compute the answer."""
     started = time.monotonic()
     result = subprocess.run(spec.generator_args(brokers, topic), cwd=REPO, capture_output=True, text=True, check=False)

@@ -19,6 +19,7 @@ from bench.broker import BenchBroker
 from bench.contenders import Contender, Kind, RunSpec, launch, output_topic_names, profile_path
 from bench.dataset import Dataset
 from bench.score import contract_problems, decode_metrics, score
+from devkit.records import Record, create_topics, delete_topics, list_topics
 
 # loginflow logs this when it assigns a partition, right before its first read.
 _READING = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .*\breading partition\b")
@@ -96,13 +97,24 @@ def run_once(
         return result
     prefix = f"bench-{contender.key}-p{dataset.spec.partitions}-r{run}-{uuid.uuid4().hex[:8]}"
     topics = output_topic_names(contender, prefix)
-    topics_before = set(kafka_io.list_topics(broker.bootstrap))
+    topics_before = set(list_topics(broker.bootstrap))
     if topics:
-        kafka_io.create_topics(broker.bootstrap, dict.fromkeys(topics.values(), dataset.spec.partitions),
-                               kafka_io.OUTPUT_TOPIC_CONFIG)  # fmt: skip
+        create_topics(
+            broker.bootstrap, dict.fromkeys(topics.values(), dataset.spec.partitions), kafka_io.OUTPUT_TOPIC_CONFIG
+        )
     run_dir = settings.work_dir / prefix
-    spec = RunSpec(broker.bootstrap, dataset.topic, topics, run_dir, settings.window_s, settings.lateness_s,
-                   settings.slices, settings.quix_idle_s, settings.quix_grace_s, settings.profile)  # fmt: skip
+    spec = RunSpec(
+        broker.bootstrap,
+        dataset.topic,
+        topics,
+        run_dir,
+        settings.window_s,
+        settings.lateness_s,
+        settings.slices,
+        settings.quix_idle_s,
+        settings.quix_grace_s,
+        settings.profile,
+    )
     plan = launch(contender, spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -122,8 +134,16 @@ def run_once(
             why = "timed out" if first.timed_out else f"exited {first.returncode}"
             result.error = f"{why}; log {first.log}:\n{_tail(first.log)}"
             return result
-        _measure(result, contender, dataset, broker, topics, plan.results, [o.log for o in outcomes],
-                 min(o.spawned_at for o in outcomes))  # fmt: skip
+        _measure(
+            result,
+            contender,
+            dataset,
+            broker,
+            topics,
+            plan.results,
+            [o.log for o in outcomes],
+            min(o.spawned_at for o in outcomes),
+        )
         if settings.profile and contender.kind is Kind.LOGINFLOW:
             result.hotspots = _hotspots([profile_path(run_dir, i) for i in range(len(outcomes))])
             result.notes.append("profiled with py-spy: timings perturbed")
@@ -131,13 +151,21 @@ def run_once(
         runner.kill_all()
         # Logs stay for inspection; RocksDB state (Quix) grows with the input.
         shutil.rmtree(run_dir / "quix-state", ignore_errors=True)
-        leftovers = set(kafka_io.list_topics(broker.bootstrap)) - topics_before
-        kafka_io.delete_topics(broker.bootstrap, leftovers - {dataset.topic})
+        leftovers = set(list_topics(broker.bootstrap)) - topics_before
+        delete_topics(broker.bootstrap, leftovers - {dataset.topic}, timeout=kafka_io.ADMIN_TIMEOUT_S)
     return result
 
 
-def _measure(result: RunResult, contender: Contender, dataset: Dataset, broker: BenchBroker, topics: dict[str, str],
-             results_file: Path | None, logs: list[Path], spawned_at: float) -> None:  # fmt: skip
+def _measure(
+    result: RunResult,
+    contender: Contender,
+    dataset: Dataset,
+    broker: BenchBroker,
+    topics: dict[str, str],
+    results_file: Path | None,
+    logs: list[Path],
+    spawned_at: float,
+) -> None:
     counters: dict[str, Any] = {}
     if results_file is not None:
         counters = orjson.loads(results_file.read_bytes())
@@ -207,7 +235,7 @@ def _hotspots(paths: list[Path], top: int = 20) -> dict[str, list[tuple[str, flo
     }
 
 
-def _exact_loginflow(outputs: dict[str, list[kafka_io.Record]], dataset: Dataset) -> str | None:
+def _exact_loginflow(outputs: dict[str, list[Record]], dataset: Dataset) -> str | None:
     """Every metric, reject and late event, byte for byte, as the end-to-end tests check."""
     problems = contract_problems(
         ((r.key, r.value) for r in outputs["metrics"]),

@@ -16,7 +16,7 @@ reported on its own (`idle_window`). loginflow is stopped (SIGINT) once that
 window may close, plus lateness and a grace period.
 
 Correctness: the records of the included windows, and every reject and late
-event, against `tests.reference.expected_output` over the input read back.
+event, against `devkit.reference.expected_output` over the input read back.
 
 Where the latency comes from: every rejected message goes to the DLQ as soon
 as it is read, through the same steps and sink code as the counts, and its
@@ -48,8 +48,9 @@ from bench.broker import BenchBroker
 from bench.contenders import RunSpec, launch, loginflow, output_topic_names
 from bench.harness import HarnessSettings
 from bench.score import contract_problems, decode_metrics, score
-from operators.settings import parse_slices
-from tests.reference import iso
+from devkit.records import READ_COMMITTED, Record, create_topics, delete_topics, reader, values_by_partition
+from devkit.reference import iso
+from operators.runtime.settings import parse_slices
 
 PARTITIONS = 3
 READY_TIMEOUT_S = 60.0
@@ -91,7 +92,7 @@ class VisibilityWatcher:
         """Start reading `topic` from its beginning in a thread of its own."""
         self.seen: dict[tuple[bytes | None, bytes | None], float] = {}
         self._stop = threading.Event()
-        self._consumer = kafka_io.committed_reader(brokers, topic)
+        self._consumer, _partitions = reader(brokers, topic, READ_COMMITTED)
         self._thread = threading.Thread(target=self._run, name="visibility", daemon=True)
         self._thread.start()
 
@@ -128,13 +129,35 @@ def _epoch(text: str) -> float:
 def _generator_commands(brokers: str, topic: str, spec: LatencySpec) -> list[list[str]]:
     mix = dataset.DatasetSpec(events=0, users=spec.users)
     return [
-        [sys.executable, "-m", "tools.generator", "--realtime", "--rate", str(spec.rate / spec.producers),
-         "--duration", str(spec.seconds), "--brokers", brokers, "--topic", topic, "--users", str(mix.users),
-         "--bad-fraction", str(mix.bad_fraction), "--late-fraction", str(mix.late_fraction),
-         "--missing-device-type", str(mix.missing_device_type), "--seed", str(mix.seed + index),
-         "--no-progress", "--log-level", "WARNING"]
+        [
+            sys.executable,
+            "-m",
+            "devkit.generator",
+            "--realtime",
+            "--rate",
+            str(spec.rate / spec.producers),
+            "--duration",
+            str(spec.seconds),
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--users",
+            str(mix.users),
+            "--bad-fraction",
+            str(mix.bad_fraction),
+            "--late-fraction",
+            str(mix.late_fraction),
+            "--missing-device-type",
+            str(mix.missing_device_type),
+            "--seed",
+            str(mix.seed + index),
+            "--no-progress",
+            "--log-level",
+            "WARNING",
+        ]
         for index in range(spec.producers)
-    ]  # fmt: skip
+    ]
 
 
 def _wait_until_reading(log: Path, alive: Callable[[], bool]) -> None:
@@ -170,12 +193,15 @@ def _windows(first_s: float, last_s: float, window_s: int) -> list[int]:
     return list(range(start, math.floor(last_s / window_s) * window_s - window_s + 1, window_s))
 
 
-def _latencies(metrics: Sequence[kafka_io.Record], included: set[str], lateness_s: float,
-               visible: dict[tuple[bytes | None, bytes | None], float] | None = None,
-               ) -> tuple[list[kafka_io.Record], dict[str, list[float]]]:  # fmt: skip
+def _latencies(
+    metrics: Sequence[Record],
+    included: set[str],
+    lateness_s: float,
+    visible: dict[tuple[bytes | None, bytes | None], float] | None = None,
+) -> tuple[list[Record], dict[str, list[float]]]:
     """The included windows' records; per window end, their append (or, given `visible`, visibility)
     times minus (window_end + lateness), ascending."""
-    kept: list[kafka_io.Record] = []
+    kept: list[Record] = []
     by_end: dict[str, list[float]] = {}
     for record in metrics:
         value = orjson.loads(record.value or b"{}")
@@ -189,7 +215,7 @@ def _latencies(metrics: Sequence[kafka_io.Record], included: set[str], lateness_
     return kept, {end: sorted(values) for end, values in sorted(by_end.items())}
 
 
-def _read_lags(inputs: Sequence[kafka_io.Record], dlq: Sequence[kafka_io.Record]) -> list[tuple[float, float]]:
+def _read_lags(inputs: Sequence[Record], dlq: Sequence[Record]) -> list[tuple[float, float]]:
     """(producer timestamp, DLQ append time minus it) of every rejected input record, by producer timestamp."""
     sent = {(r.partition, r.offset): r.timestamp_ms for r in inputs}
     lags = []
@@ -207,35 +233,58 @@ def _lag_near(lags: Sequence[tuple[float, float]], instant: float, half_width_s:
     return round(_percentile(near, 0.5), 3) if near else None
 
 
-def _verdict(metrics: Sequence[kafka_io.Record], outputs: dict[str, list[kafka_io.Record]],
-             partitions: dict[int, list[bytes | None]], included: set[str],
-             settings: HarnessSettings) -> tuple[str, dict[str, Any]]:  # fmt: skip
+def _verdict(
+    metrics: Sequence[Record],
+    outputs: dict[str, list[Record]],
+    partitions: dict[int, list[bytes | None]],
+    included: set[str],
+    settings: HarnessSettings,
+) -> tuple[str, dict[str, Any]]:
     """The harness's checks; metrics only those of the included windows."""
     reference = dataset.reference(partitions, parse_slices(settings.slices), settings.window_s, settings.lateness_s)
     wanted = {key: n for key, n in reference.metrics.items() if key[0] in included}
     # Every ISO instant sorts before "~": nothing more is cut off by time here.
     verdict = score(decode_metrics(r.value for r in metrics), wanted, "~")
-    problems = contract_problems(((r.key, r.value) for r in metrics), ((r.value, r.headers) for r in outputs["dlq"]),
-                                 ((r.value, r.headers) for r in outputs["late"]), wanted, reference.rejects,
-                                 reference.late, partitions)  # fmt: skip
+    problems = contract_problems(
+        ((r.key, r.value) for r in metrics),
+        ((r.value, r.headers) for r in outputs["dlq"]),
+        ((r.value, r.headers) for r in outputs["late"]),
+        wanted,
+        reference.rejects,
+        reference.late,
+        partitions,
+    )
     details = {**verdict.to_dict(), "full_contract_problems": problems, "expected_records": len(wanted)}
     result = verdict.verdict()
     return ("WRONG" if result == "PASS" and problems else result), details
 
 
-def run(broker: BenchBroker, settings: HarnessSettings, spec: LatencySpec,
-        log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+def run(
+    broker: BenchBroker, settings: HarnessSettings, spec: LatencySpec, log: Callable[[str], None]
+) -> dict[str, Any]:
     """Produce, tail, stop, then measure latency and check the output; the results JSON's "latency"."""
     prefix = f"bench-latency-{uuid.uuid4().hex[:8]}"
     input_topic = f"{prefix}-input"
     contender = loginflow(1, 1, spec.guarantee, spec.epoch_s)
     topics = output_topic_names(contender, prefix)
-    kafka_io.create_topics(broker.bootstrap, {input_topic: PARTITIONS})
-    kafka_io.create_topics(broker.bootstrap, dict.fromkeys(topics.values(), PARTITIONS), kafka_io.OUTPUT_TOPIC_CONFIG)
+    create_topics(broker.bootstrap, {input_topic: PARTITIONS})
+    create_topics(broker.bootstrap, dict.fromkeys(topics.values(), PARTITIONS), kafka_io.OUTPUT_TOPIC_CONFIG)
     run_dir = settings.work_dir / prefix
     watcher = VisibilityWatcher(broker.bootstrap, topics["metrics"])
-    plan = launch(contender, RunSpec(broker.bootstrap, input_topic, topics, run_dir, settings.window_s,
-                                     settings.lateness_s, settings.slices, 0.0, 0.0))  # fmt: skip
+    plan = launch(
+        contender,
+        RunSpec(
+            broker.bootstrap,
+            input_topic,
+            topics,
+            run_dir,
+            settings.window_s,
+            settings.lateness_s,
+            settings.slices,
+            0.0,
+            0.0,
+        ),
+    )
     env = {**plan.env, "STOP_AT_END": "false"}
     stop = threading.Event()
     try:
@@ -244,11 +293,17 @@ def run(broker: BenchBroker, settings: HarnessSettings, spec: LatencySpec,
             tail = pool.submit(runner.run, plan.commands, env, run_dir, limit, stop_when=stop.is_set)
             try:
                 _wait_until_reading(run_dir / "process-0.log", lambda: not tail.done())
-                log(f"latency: producing {spec.rate:,.0f} events/s for {spec.seconds:.0f} s "
+                log(
+                    f"latency: producing {spec.rate:,.0f} events/s for {spec.seconds:.0f} s "
                     f"({spec.producers} generator process(es)) while loginflow 1x1 ({spec.label}) tails "
-                    f"{input_topic}")  # fmt: skip
-                generators = runner.run(_generator_commands(broker.bootstrap, input_topic, spec), {},
-                                        run_dir / "generators", spec.seconds + 120)  # fmt: skip
+                    f"{input_topic}"
+                )
+                generators = runner.run(
+                    _generator_commands(broker.bootstrap, input_topic, spec),
+                    {},
+                    run_dir / "generators",
+                    spec.seconds + 120,
+                )
                 # The window the input stopped in closes by idle progress alone:
                 # keep tailing until it may close, plus the grace.
                 stopped = time.time()
@@ -265,14 +320,19 @@ def run(broker: BenchBroker, settings: HarnessSettings, spec: LatencySpec,
         inputs = kafka_io.read_topic(broker.bootstrap, input_topic)
         outputs = {name: kafka_io.read_topic(broker.bootstrap, topic) for name, topic in topics.items()}
     finally:
-        kafka_io.delete_topics(broker.bootstrap, [input_topic, *topics.values()])
+        delete_topics(broker.bootstrap, [input_topic, *topics.values()], timeout=kafka_io.ADMIN_TIMEOUT_S)
     return _measure(spec, settings, inputs, outputs, flow, generators, watcher.seen)
 
 
-def _measure(spec: LatencySpec, settings: HarnessSettings, inputs: list[kafka_io.Record],
-             outputs: dict[str, list[kafka_io.Record]], flow: runner.ProcessOutcome,
-             generators: list[runner.ProcessOutcome],
-             visible: dict[tuple[bytes | None, bytes | None], float]) -> dict[str, Any]:  # fmt: skip
+def _measure(
+    spec: LatencySpec,
+    settings: HarnessSettings,
+    inputs: list[Record],
+    outputs: dict[str, list[Record]],
+    flow: runner.ProcessOutcome,
+    generators: list[runner.ProcessOutcome],
+    visible: dict[tuple[bytes | None, bytes | None], float],
+) -> dict[str, Any]:
     notes = [f"generator {i} exited {o.returncode}; log {o.log}" for i, o in enumerate(generators) if o.returncode]
     # SIGINT ends loginflow with 130 (or 1 through Bytewax); anything else happened before the stop.
     if flow.returncode not in (0, 1, 130, -2):
@@ -283,14 +343,13 @@ def _measure(spec: LatencySpec, settings: HarnessSettings, inputs: list[kafka_io
     included = {iso(start) for start in starts}
     # The window the input stopped in: no data closes it, only idle progress.
     idle_start = math.floor(max(stamps) / 1000 / settings.window_s) * settings.window_s if stamps else None
-    idle_metrics, idle_by_end = _latencies(outputs["metrics"], {iso(idle_start)} if stamps else set(),
-                                           settings.lateness_s)  # fmt: skip
+    idle_included = {iso(idle_start)} if idle_start is not None else set()
+    idle_metrics, idle_by_end = _latencies(outputs["metrics"], idle_included, settings.lateness_s)
     idle = sorted(v for values in idle_by_end.values() for v in values)
     metrics, by_end = _latencies(outputs["metrics"], included, settings.lateness_s)
     _, visible_by_end = _latencies(outputs["metrics"], included, settings.lateness_s, visible)
     seen = sorted(v for values in visible_by_end.values() for v in values)
-    _, idle_visible_by_end = _latencies(outputs["metrics"], {iso(idle_start)} if stamps else set(),
-                                        settings.lateness_s, visible)  # fmt: skip
+    _, idle_visible_by_end = _latencies(outputs["metrics"], idle_included, settings.lateness_s, visible)
     idle_seen = sorted(v for values in idle_visible_by_end.values() for v in values)
     every = sorted(v for values in by_end.values() for v in values)
     if not starts:
@@ -302,9 +361,12 @@ def _measure(spec: LatencySpec, settings: HarnessSettings, inputs: list[kafka_io
     if any(not r.log_append_time for r in outputs["metrics"]):
         notes.append("some login-metrics records carry no broker append time")
     started = time.monotonic()
-    checked = included | ({iso(idle_start)} if idle_start is not None else set())
-    verdict, details = _verdict(metrics + idle_metrics, outputs, kafka_io.values_by_partition(inputs), checked,
-                                settings) if stamps else ("ERROR", {})  # fmt: skip
+    checked = included | idle_included
+    verdict, details = (
+        _verdict(metrics + idle_metrics, outputs, values_by_partition(inputs), checked, settings)
+        if stamps
+        else ("ERROR", {})
+    )
     if stamps and not idle:
         notes.append("the window the input stopped in was not emitted by idle progress")
     if notes and verdict == "PASS":
@@ -328,11 +390,18 @@ def _measure(spec: LatencySpec, settings: HarnessSettings, inputs: list[kafka_io
         "produced_from": iso(int(min(stamps) / 1000)) if stamps else None,
         "produced_to": iso(int(max(stamps) / 1000)) if stamps else None,
         "records": len(every),
-        "windows": [{"window_end": end, "records": len(values), "min_s": round(values[0], 3),
-                     "p50_s": round(_percentile(values, 0.5), 3), "p99_s": round(_percentile(values, 0.99), 3),
-                     "max_s": round(values[-1], 3),
-                     "read_lag_at_close_s": _lag_near(lags, _epoch(end) + settings.lateness_s)}
-                    for end, values in by_end.items()],  # fmt: skip
+        "windows": [
+            {
+                "window_end": end,
+                "records": len(values),
+                "min_s": round(values[0], 3),
+                "p50_s": round(_percentile(values, 0.5), 3),
+                "p99_s": round(_percentile(values, 0.99), 3),
+                "max_s": round(values[-1], 3),
+                "read_lag_at_close_s": _lag_near(lags, _epoch(end) + settings.lateness_s),
+            }
+            for end, values in by_end.items()
+        ],
         "expected_windows": [iso(start + settings.window_s) for start in starts],
         "read_lag_p50_s": round(_percentile(ordered_lags, 0.5), 3) if lags else None,
         "read_lag_p99_s": round(_percentile(ordered_lags, 0.99), 3) if lags else None,
@@ -373,23 +442,33 @@ def table(result: dict[str, Any]) -> str:
     def cell(value: float | None) -> str:
         return "–" if value is None else f"{value:.3f}"
 
-    lines = ["| window end | records | first s | p50 s | p99 s | max s | read lag at close s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| window end | records | first s | p50 s | p99 s | max s | read lag at close s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for w in result["windows"]:
-        lines.append(f"| {w['window_end']} | {w['records']:,} | {cell(w['min_s'])} | {cell(w['p50_s'])} "
-                     f"| {cell(w['p99_s'])} | {cell(w['max_s'])} | {cell(w['read_lag_at_close_s'])} |")  # fmt: skip
-    lines.append(f"| **all** | {result['records']:,} | | {cell(result['p50_s'])} | {cell(result['p99_s'])} "
-                 f"| {cell(result['max_s'])} | |")  # fmt: skip
+        lines.append(
+            f"| {w['window_end']} | {w['records']:,} | {cell(w['min_s'])} | {cell(w['p50_s'])} "
+            f"| {cell(w['p99_s'])} | {cell(w['max_s'])} | {cell(w['read_lag_at_close_s'])} |"
+        )
+    lines.append(
+        f"| **all** | {result['records']:,} | | {cell(result['p50_s'])} | {cell(result['p99_s'])} "
+        f"| {cell(result['max_s'])} | |"
+    )
     idle = result.get("idle_window") or {}
     if idle.get("records"):
-        lines.append(f"| {idle['window_end']} (input stopped; closed by idle progress) | {idle['records']:,} | "
-                     f"| | {cell(idle['p99_s'])} | {cell(idle['max_s'])} | |")  # fmt: skip
+        lines.append(
+            f"| {idle['window_end']} (input stopped; closed by idle progress) | {idle['records']:,} | "
+            f"| | {cell(idle['p99_s'])} | {cell(idle['max_s'])} | |"
+        )
     lines.append("")
-    lines.append(f"p90 {cell(result['p90_s'])} s; input {result['rate_achieved']:,.0f} events/s achieved "
-                 f"(target {result['rate_target']:,.0f}; seconds inside the windows {result['rate_1s_min']:,.0f}–"
-                 f"{result['rate_1s_max']:,.0f}); loginflow CPU {result['cpu_s']:.1f} s, peak RSS "
-                 f"{result['peak_rss_mib']:,.0f} MiB; read lag (DLQ) p50 {cell(result['read_lag_p50_s'])} s, "
-                 f"p99 {cell(result['read_lag_p99_s'])} s; verdict {result['verdict']}")  # fmt: skip
+    lines.append(
+        f"p90 {cell(result['p90_s'])} s; input {result['rate_achieved']:,.0f} events/s achieved "
+        f"(target {result['rate_target']:,.0f}; seconds inside the windows {result['rate_1s_min']:,.0f}–"
+        f"{result['rate_1s_max']:,.0f}); loginflow CPU {result['cpu_s']:.1f} s, peak RSS "
+        f"{result['peak_rss_mib']:,.0f} MiB; read lag (DLQ) p50 {cell(result['read_lag_p50_s'])} s, "
+        f"p99 {cell(result['read_lag_p99_s'])} s; verdict {result['verdict']}"
+    )
     return "\n".join(lines)
 
 
@@ -399,12 +478,16 @@ def variants_table(runs: Sequence[dict[str, Any]]) -> str:
     def cell(value: float | None) -> str:
         return "–" if value is None else f"{value:.3f}"
 
-    lines = ["| guarantee, -s | events/s achieved | visible p50 s | visible p99 s | visible max s "
-             "| idle-closed window visible p99 s | loginflow CPU s | verdict |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    lines = [
+        "| guarantee, -s | events/s achieved | visible p50 s | visible p99 s | visible max s "
+        "| idle-closed window visible p99 s | loginflow CPU s | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for run in runs:
-        lines.append(f"| {run.get('guarantee')}, -s {run.get('epoch_s')} | {run.get('rate_achieved', 0):,.0f} "
-                     f"| {cell(run.get('visible_p50_s'))} | {cell(run.get('visible_p99_s'))} "
-                     f"| {cell(run.get('visible_max_s'))} | {cell(run.get('idle_visible_p99_s'))} "
-                     f"| {run.get('cpu_s', 0):.1f} | {run.get('verdict')} |")  # fmt: skip
+        lines.append(
+            f"| {run.get('guarantee')}, -s {run.get('epoch_s')} | {run.get('rate_achieved', 0):,.0f} "
+            f"| {cell(run.get('visible_p50_s'))} | {cell(run.get('visible_p99_s'))} "
+            f"| {cell(run.get('visible_max_s'))} | {cell(run.get('idle_visible_p99_s'))} "
+            f"| {run.get('cpu_s', 0):.1f} | {run.get('verdict')} |"
+        )
     return "\n".join(lines)

@@ -30,7 +30,9 @@ from bench.contenders import loginflow
 from bench.dataset import DatasetSpec, build
 from bench.harness import HarnessSettings, RunResult, run_once
 from bench.score import MetricKey
-from operators.settings import SliceSpec, parse_slices
+from devkit.records import delete_topics
+from operators.pure.slices import SliceSpec
+from operators.runtime.settings import parse_slices
 
 LOGINFLOW = loginflow(1, 1)
 # The main benchmark's density: its default 1,000,000 events over DatasetSpec.span_s.
@@ -73,8 +75,9 @@ def _per_window(counts: Mapping[MetricKey, int], scored_before: str) -> int:
     return max(per_window.values(), default=0)
 
 
-def _point(broker: BenchBroker, settings: HarnessSettings, spec: DatasetSpec, runs: int,
-           log: Callable[[str], None]) -> Point:  # fmt: skip
+def _point(
+    broker: BenchBroker, settings: HarnessSettings, spec: DatasetSpec, runs: int, log: Callable[[str], None]
+) -> Point:
     slices = parse_slices(settings.slices)
     every_key = tuple(SliceSpec(s.fields, 1) for s in slices)
     topic = f"bench-memory-{spec.events}-u{spec.users}-{uuid.uuid4().hex[:8]}"
@@ -88,14 +91,25 @@ def _point(broker: BenchBroker, settings: HarnessSettings, spec: DatasetSpec, ru
         dataset = replace(dataset, expected=replace(dataset.expected, metrics=emitted))
         results: list[RunResult] = [run_once(LOGINFLOW, dataset, broker, settings, run) for run in range(runs)]
     finally:
-        kafka_io.delete_topics(broker.bootstrap, [topic])
+        delete_topics(broker.bootstrap, [topic], timeout=kafka_io.ADMIN_TIMEOUT_S)
     peaks = [r.peak_rss_mib for r in results if r.ok and r.peak_rss_mib is not None]
     verdict = min((r.verdict for r in results), key=_VERDICT_ORDER.index)
-    notes = tuple(dict.fromkeys([*(n for r in results for n in r.notes),
-                                 *(r.error.splitlines()[0] for r in results if r.error)]))  # fmt: skip
+    notes = tuple(
+        dict.fromkeys([*(n for r in results for n in r.notes), *(r.error.splitlines()[0] for r in results if r.error)])
+    )
     walls = [r.wall_s for r in results if r.wall_s is not None]
-    point = Point(spec.users, spec.events, keys, records, statistics.median(peaks) if peaks else None, verdict, notes,
-                  round(dataset.generate_s, 1), round(dataset.reference_s, 1), max(walls, default=None))  # fmt: skip
+    point = Point(
+        spec.users,
+        spec.events,
+        keys,
+        records,
+        statistics.median(peaks) if peaks else None,
+        verdict,
+        notes,
+        round(dataset.generate_s, 1),
+        round(dataset.reference_s, 1),
+        max(walls, default=None),
+    )
     log(f"memory: {keys:,} distinct keys per window, peak RSS {point.peak_rss_mib} MiB, {verdict}")
     return point
 
@@ -111,11 +125,22 @@ def _fit(points: Sequence[Point]) -> tuple[float | None, float | None]:
 
 def run(broker: BenchBroker, settings: HarnessSettings, plan: MemoryPlan, log: Callable[[str], None]) -> dict[str, Any]:
     """Both series; the results JSON's "memory"."""
-    keys = [_point(broker, settings, DatasetSpec(events=plan.key_events, users=users, span_s=settings.window_s),
-                   plan.runs, log) for users in plan.key_users]  # fmt: skip
-    length = [_point(broker, settings, DatasetSpec(events=events, users=plan.length_users,
-                                                   span_s=events / MAIN_EVENTS_PER_S), plan.runs, log)
-              for events in plan.lengths]  # fmt: skip
+    keys = [
+        _point(
+            broker, settings, DatasetSpec(events=plan.key_events, users=users, span_s=settings.window_s), plan.runs, log
+        )
+        for users in plan.key_users
+    ]
+    length = [
+        _point(
+            broker,
+            settings,
+            DatasetSpec(events=events, users=plan.length_users, span_s=events / MAIN_EVENTS_PER_S),
+            plan.runs,
+            log,
+        )
+        for events in plan.lengths
+    ]
     baseline, slope = _fit(keys)
     return {
         "keys": [{**asdict(p), "span_s": settings.window_s} for p in keys],
@@ -128,14 +153,21 @@ def run(broker: BenchBroker, settings: HarnessSettings, plan: MemoryPlan, log: C
 
 def table(result: dict[str, Any]) -> str:
     """Markdown: both series, then the fit."""
-    lines = ["| series | users | events | distinct keys per window | records per window | peak RSS MiB | verdict |",
-             "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    lines = [
+        "| series | users | events | distinct keys per window | records per window | peak RSS MiB | verdict |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for series in ("keys", "length"):
         for p in result[series]:
             rss = "–" if p["peak_rss_mib"] is None else f"{p['peak_rss_mib']:,.0f}"
-            lines.append(f"| {series} | {p['users']:,} | {p['events']:,} | {p['distinct_keys_per_window']:,} "
-                         f"| {p['records_per_window']:,} | {rss} | {p['verdict']} |")  # fmt: skip
+            lines.append(
+                f"| {series} | {p['users']:,} | {p['events']:,} | {p['distinct_keys_per_window']:,} "
+                f"| {p['records_per_window']:,} | {rss} | {p['verdict']} |"
+            )
     if result["bytes_per_key"] is not None:
-        lines += ["", f"fit over the keys series: RSS = {result['baseline_mib']:,.0f} MiB + "
-                      f"{result['bytes_per_key']:,.0f} bytes x distinct keys per window"]  # fmt: skip
+        lines += [
+            "",
+            f"fit over the keys series: RSS = {result['baseline_mib']:,.0f} MiB + "
+            f"{result['bytes_per_key']:,.0f} bytes x distinct keys per window",
+        ]
     return "\n".join(lines)

@@ -23,15 +23,22 @@ from typing import Any
 
 from bytewax.testing import TestingSink, run_main
 
-from operators.memory_source import KeyValue, MemorySource
-from operators.settings import Settings
-from tools.generator import GeneratorConfig, generate
+from devkit.generator.events import GeneratorConfig, generate
+from devkit.memory_source import KeyValue, MemorySource
+from operators.runtime.settings import Settings
 
 
 def make_partitions(events: int, partitions: int) -> dict[int, list[KeyValue]]:
     """The benchmark's input mix, generated in memory."""
-    config = GeneratorConfig(count=events, users=50_000, bad_fraction=0.01, late_fraction=0.005,
-                             missing_device_type=0.03, partitions=partitions, span=7200.0)  # fmt: skip
+    config = GeneratorConfig(
+        count=events,
+        users=50_000,
+        bad_fraction=0.01,
+        late_fraction=0.005,
+        missing_device_type=0.03,
+        partitions=partitions,
+        span=7200.0,
+    )
     result: dict[int, list[KeyValue]] = defaultdict(list)
     for message in generate(config):
         result[message.partition].append((message.key, message.value))
@@ -43,18 +50,20 @@ def build(partitions: dict[int, list[KeyValue]], settings: Settings) -> tuple[An
     import dataflow  # noqa: PLC0415 - importing builds the module-level flow from the environment
 
     metrics: list[Any] = []
-    source = MemorySource(partitions, settings.window_seconds, settings.allowed_lateness_seconds,
-                          batch_size=settings.batch_size)  # fmt: skip
+    source = MemorySource(
+        partitions, settings.window_seconds, settings.allowed_lateness_seconds, batch_size=settings.batch_size
+    )
     sinks = dataflow.Sinks(metrics=TestingSink(metrics), dlq=TestingSink([]), late=TestingSink([]))
     return dataflow.build_flow(settings, source=source, sinks=sinks), metrics
 
 
 def stage_timings(partitions: dict[int, list[KeyValue]], settings: Settings) -> dict[str, float]:
     """Seconds each pure stage takes alone over the whole input, outside Bytewax."""
-    from operators.encoding import encode_metrics  # noqa: PLC0415
-    from operators.events import RawMessage, parse_value  # noqa: PLC0415
-    from operators.partition import PartitionTracker  # noqa: PLC0415
-    from operators.windowing import ShardCounter, WindowShard  # noqa: PLC0415
+    from operators.pure.encoding import encode_metrics  # noqa: PLC0415
+    from operators.pure.events import RawMessage, parse_value  # noqa: PLC0415
+    from operators.pure.partition import PartitionTracker  # noqa: PLC0415
+    from operators.pure.shards import ShardCounter  # noqa: PLC0415
+    from operators.pure.window_shard import WindowShard  # noqa: PLC0415
 
     def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
         started = time.perf_counter()
@@ -69,8 +78,9 @@ def stage_timings(partitions: dict[int, list[KeyValue]], settings: Settings) -> 
     def track_all() -> list[Any]:
         batches = []
         for partition, messages in partitions.items():
-            tracker = PartitionTracker(partition, len(partitions), settings.window_seconds,
-                                       settings.allowed_lateness_seconds)  # fmt: skip
+            tracker = PartitionTracker(
+                partition, len(partitions), settings.window_seconds, settings.allowed_lateness_seconds
+            )
             for start in range(0, len(messages), batch_size):
                 chunk = messages[start : start + batch_size]
                 raws = [RawMessage(k, v, partition, start + i) for i, (k, v) in enumerate(chunk)]
@@ -135,8 +145,10 @@ def main() -> None:
     else:
         run_main(flow)
         elapsed = time.perf_counter() - started
-    print(f"{total:,} messages in {elapsed:.2f}s = {total / elapsed:,.0f} msg/s in-process "
-          f"({args.profiler}), {len(metrics):,} metric records")  # fmt: skip
+    print(
+        f"{total:,} messages in {elapsed:.2f}s = {total / elapsed:,.0f} msg/s in-process "
+        f"({args.profiler}), {len(metrics):,} metric records"
+    )
     if args.stages:
         for name, seconds in stage_timings(partitions, settings).items():
             print(f"  {name:32s} {seconds:7.3f}s  {seconds / total * 1e6:6.2f} µs/message")

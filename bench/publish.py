@@ -64,8 +64,11 @@ def _load(values: Sequence[float] | None) -> str:
 def _machine(meta: dict[str, Any]) -> str:
     machine = meta.get("machine") or {}
     cpus = machine.get("cpus", meta.get("cpus"))
-    known = [machine.get("cpu_model"), f"{machine['memory_gib']} GiB RAM" if machine.get("memory_gib") else None,
-             machine.get("platform")]  # fmt: skip
+    known = [
+        machine.get("cpu_model"),
+        f"{machine['memory_gib']} GiB RAM" if machine.get("memory_gib") else None,
+        machine.get("platform"),
+    ]
     facts = ", ".join(fact for fact in known if fact) or "CPU model, memory and platform not recorded in this file"
     return f"{cpus or '?'} CPUs; {facts}"
 
@@ -108,10 +111,12 @@ def _input_line(results: Results, summaries: list[Summary]) -> str:
     if not facts:
         return f"Input: {summaries[0].messages:,} messages."
     spec = facts.get("spec") or {}
-    return (f"Input: {facts['messages']:,} messages ({facts['generated_events']:,} generated over "
-            f"{spec.get('span_s', 0):,.0f} s of event time + {facts['messages'] - facts['generated_events']:,} "
-            f"trailer events, see *Method*), {facts['counted']:,} counted, {facts['rejected']:,} rejected, "
-            f"{facts['late']:,} late; {facts['metric_records']:,} expected metric records.")  # fmt: skip
+    return (
+        f"Input: {facts['messages']:,} messages ({facts['generated_events']:,} generated over "
+        f"{spec.get('span_s', 0):,.0f} s of event time + {facts['messages'] - facts['generated_events']:,} "
+        f"trailer events, see *Method*), {facts['counted']:,} counted, {facts['rejected']:,} rejected, "
+        f"{facts['late']:,} late; {facts['metric_records']:,} expected metric records."
+    )
 
 
 def spread(results: Results, summaries: list[Summary], by_partitions: bool = False) -> str:
@@ -133,9 +138,11 @@ def targets(results: Results) -> str:
     one, roof = find(results.main, ONE_BY_ONE.key), ceiling(results.main)
     if one and roof and one.events_per_s and roof.events_per_s:
         share = one.events_per_s / roof.events_per_s
-        lines.append(f"- {one.label} ÷ {roof.label}: **{share:.2f}** ({one.events_per_s:,.0f} / "
-                     f"{roof.events_per_s:,.0f} events/s); target {TARGET_CEILING_SHARE:.2f}: "
-                     f"{_met(share, TARGET_CEILING_SHARE)}.")  # fmt: skip
+        lines.append(
+            f"- {one.label} ÷ {roof.label}: **{share:.2f}** ({one.events_per_s:,.0f} / "
+            f"{roof.events_per_s:,.0f} events/s); target {TARGET_CEILING_SHARE:.2f}: "
+            f"{_met(share, TARGET_CEILING_SHARE)}."
+        )
     else:
         lines.append(f"- {ONE_BY_ONE.label} ÷ {CEILING_ORJSON.label}: not measured in this run.")
     for group in (results.main, results.slow):
@@ -143,31 +150,41 @@ def targets(results: Results) -> str:
         for peer in (s for s in group if s.key in PEER_KEYS):
             if base and base.events_per_s and peer.events_per_s:
                 times = base.events_per_s / peer.events_per_s
-                lines.append(f"- {base.label} against {peer.label} on {peer.messages:,} messages: "
-                             f"{base.events_per_s:,.0f} vs {peer.events_per_s:,.0f} events/s "
-                             f"(**{times:.2f}×**; the peer's verdict: {peer.verdict}).")  # fmt: skip
+                lines.append(
+                    f"- {base.label} against {peer.label} on {peer.messages:,} messages: "
+                    f"{base.events_per_s:,.0f} vs {peer.events_per_s:,.0f} events/s "
+                    f"(**{times:.2f}×**; the peer's verdict: {peer.verdict})."
+                )
     two = find(results.main, TWO_BY_ONE.key)
     if one and two and one.events_per_s and two.events_per_s:
         speedup = two.events_per_s / one.events_per_s
         broker = results.broker_cpu_s(two)
         broker_text = f" (median {statistics.median(broker):.1f} CPU s per run)" if broker else ""
-        lines.append(f"- {two.label} ÷ {one.label}: **{speedup:.2f}**; target {TARGET_2X1_SPEEDUP}: "
-                     f"{_met(speedup, TARGET_2X1_SPEEDUP)}. The two processes share the machine's "
-                     f"{results.meta.get('cpus', '?')} cores with the broker{broker_text} "
-                     "and the harness.")  # fmt: skip
+        lines.append(
+            f"- {two.label} ÷ {one.label}: **{speedup:.2f}**; target {TARGET_2X1_SPEEDUP}: "
+            f"{_met(speedup, TARGET_2X1_SPEEDUP)}. The two processes share the machine's "
+            f"{results.meta.get('cpus', '?')} cores with the broker{broker_text} "
+            "and the harness."
+        )
     if one and two and one.cpu_s and two.cpu_s and one.messages and two.messages:
         ratio = (two.cpu_s / two.messages) / (one.cpu_s / one.messages)
-        lines.append(f"- CPU per event, {two.label} ÷ {one.label}: **{ratio:.2f}** "
-                     f"({two.cpu_s / two.messages * 1e6:.1f} / {one.cpu_s / one.messages * 1e6:.1f} µs); "
-                     f"target ≤ {TARGET_2X1_CPU_RATIO}: {_met(ratio, TARGET_2X1_CPU_RATIO, higher_is_better=False)}.")
+        lines.append(
+            f"- CPU per event, {two.label} ÷ {one.label}: **{ratio:.2f}** "
+            f"({two.cpu_s / two.messages * 1e6:.1f} / {one.cpu_s / one.messages * 1e6:.1f} µs); "
+            f"target ≤ {TARGET_2X1_CPU_RATIO}: {_met(ratio, TARGET_2X1_CPU_RATIO, higher_is_better=False)}."
+        )
     p99 = (results.latency or {}).get("p99_s")
     if p99 is not None:
-        lines.append(f"- Latency p99: **{p99:.3f} s**; target ≤ {TARGET_LATENCY_S:.0f} s: "
-                     f"{_met(p99, TARGET_LATENCY_S, higher_is_better=False)} (see *Latency*).")  # fmt: skip
+        lines.append(
+            f"- Latency p99: **{p99:.3f} s**; target ≤ {TARGET_LATENCY_S:.0f} s: "
+            f"{_met(p99, TARGET_LATENCY_S, higher_is_better=False)} (see *Latency*)."
+        )
     idle = ((results.latency or {}).get("idle_window") or {}).get("p99_s")
     if idle is not None:
-        lines.append(f"- Latency p99 of the window closed by idle progress (input stopped): **{idle:.3f} s**; "
-                     f"target ≤ {TARGET_LATENCY_S:.0f} s: {_met(idle, TARGET_LATENCY_S, higher_is_better=False)}.")
+        lines.append(
+            f"- Latency p99 of the window closed by idle progress (input stopped): **{idle:.3f} s**; "
+            f"target ≤ {TARGET_LATENCY_S:.0f} s: {_met(idle, TARGET_LATENCY_S, higher_is_better=False)}."
+        )
     return "\n".join(lines)
 
 
@@ -178,20 +195,29 @@ def tables(results: Results) -> str:
     blocks = []
     if results.main:
         first = results.main[0]
-        blocks += [f"### Main input: {first.messages:,} messages, {first.partitions} partitions, {runs}",
-                   _input_line(results, results.main), main_table(results.main),
-                   spread(results, results.main)]  # fmt: skip
+        blocks += [
+            f"### Main input: {first.messages:,} messages, {first.partitions} partitions, {runs}",
+            _input_line(results, results.main),
+            main_table(results.main),
+            spread(results, results.main),
+        ]
     if results.slow:
         first = results.slow[0]
-        blocks += [f"### Slow peers: {first.messages:,} messages, {first.partitions} partitions, {runs}",
-                   "Same event density as the main input (see *Why the slow peers run on a smaller input*), "
-                   "next to loginflow and the ceiling on that same input. " + _input_line(results, results.slow),
-                   main_table(results.slow), spread(results, results.slow)]  # fmt: skip
+        blocks += [
+            f"### Slow peers: {first.messages:,} messages, {first.partitions} partitions, {runs}",
+            "Same event density as the main input (see *Why the slow peers run on a smaller input*), "
+            "next to loginflow and the ceiling on that same input. " + _input_line(results, results.slow),
+            main_table(results.slow),
+            spread(results, results.slow),
+        ]
     if not results.main and not results.slow:
         blocks.append("Main and slow-peer sets: not in this run.")
     if results.scaling:
-        blocks += [f"### Scaling: loginflow layouts, {runs}", scaling_table(results.scaling),
-                   spread(results, results.scaling, by_partitions=True)]  # fmt: skip
+        blocks += [
+            f"### Scaling: loginflow layouts, {runs}",
+            scaling_table(results.scaling),
+            spread(results, results.scaling, by_partitions=True),
+        ]
     else:
         blocks.append("Scaling layouts: not in this run (`make bench-scaling`, or `python -m bench --scaling`).")
     return "\n\n".join(blocks)
@@ -202,27 +228,40 @@ def latency_section(latency: dict[str, Any] | None) -> str:
     if not latency:
         return "### Latency\n\nNot run."
     get = latency.get  # a run with no output leaves percentiles (and more) empty
-    run = (f"loginflow {get('layout', '?')} at {fmt(get('rate_achieved'))} events/s (target rate "
-           f"{fmt(get('rate_target'))}) for {fmt(get('seconds'))} s, {get('window_s')} s windows, "
-           f"{get('lateness_s')} s lateness: {fmt(get('records'), ',d')} metric records.")  # fmt: skip
-    cost = (f"CPU {fmt(get('cpu_s'), '.1f')} s, peak RSS {fmt(get('peak_rss_mib'))} MiB. "
-            f"Verdict: {get('verdict', '?')}.")  # fmt: skip
+    run = (
+        f"loginflow {get('layout', '?')} at {fmt(get('rate_achieved'))} events/s (target rate "
+        f"{fmt(get('rate_target'))}) for {fmt(get('seconds'))} s, {get('window_s')} s windows, "
+        f"{get('lateness_s')} s lateness: {fmt(get('records'), ',d')} metric records."
+    )
+    cost = f"CPU {fmt(get('cpu_s'), '.1f')} s, peak RSS {fmt(get('peak_rss_mib'))} MiB. Verdict: {get('verdict', '?')}."
     percentiles = " | ".join(fmt(get(name), ".3f") for name in ("p50_s", "p90_s", "p99_s", "max_s"))
-    lines = ["### Latency", "", f"{run} {cost}", "",
-             "| p50 s | p90 s | p99 s | max s |", "|---:|---:|---:|---:|", f"| {percentiles} |"]  # fmt: skip
+    lines = [
+        "### Latency",
+        "",
+        f"{run} {cost}",
+        "",
+        "| p50 s | p90 s | p99 s | max s |",
+        "|---:|---:|---:|---:|",
+        f"| {percentiles} |",
+    ]
     windows = get("windows") or []
     if windows:
         lines += ["", "| window end | records | p50 s | p99 s | max s |", "|---|---:|---:|---:|---:|"]
-        lines += [f"| {w.get('window_end')} | {fmt(w.get('records'), ',d')} | {fmt(w.get('p50_s'), '.3f')} "
-                  f"| {fmt(w.get('p99_s'), '.3f')} | {fmt(w.get('max_s'), '.3f')} |"
-                  for w in windows[:MAX_WINDOW_ROWS]]  # fmt: skip
+        lines += [
+            f"| {w.get('window_end')} | {fmt(w.get('records'), ',d')} | {fmt(w.get('p50_s'), '.3f')} "
+            f"| {fmt(w.get('p99_s'), '.3f')} | {fmt(w.get('max_s'), '.3f')} |"
+            for w in windows[:MAX_WINDOW_ROWS]
+        ]
         if len(windows) > MAX_WINDOW_ROWS:
             lines.append(f"\n({len(windows) - MAX_WINDOW_ROWS} more windows in the results file.)")
     idle = get("idle_window") or {}
     if idle.get("records"):
-        lines += ["", f"The window the input stopped in ({idle.get('window_end')}, {fmt(idle.get('records'), ',d')} "
-                  f"records) is closed by idle progress alone: p50 {fmt(idle.get('p50_s'), '.3f')} s, "
-                  f"p99 {fmt(idle.get('p99_s'), '.3f')} s, max {fmt(idle.get('max_s'), '.3f')} s."]  # fmt: skip
+        lines += [
+            "",
+            f"The window the input stopped in ({idle.get('window_end')}, {fmt(idle.get('records'), ',d')} "
+            f"records) is closed by idle progress alone: p50 {fmt(idle.get('p50_s'), '.3f')} s, "
+            f"p99 {fmt(idle.get('p99_s'), '.3f')} s, max {fmt(idle.get('max_s'), '.3f')} s.",
+        ]
     lines += [f"\n- {note}" for note in get("notes") or []]
     return "\n".join(lines)
 
@@ -231,14 +270,18 @@ def guarantee_section(variants: dict[str, Any] | None) -> str:
     """Exactly-once against at-least-once: close-to-visible latency for a read_committed reader."""
     if not variants or not variants.get("runs"):
         return "### Exactly-once cost\n\nNot run."
-    return "\n".join([
-        "### Exactly-once cost", "",
-        "Latency mode once per guarantee and epoch (`bytewax.run -s`), each on its own input at the same rate. "
-        "*Visible* is when a `read_committed` consumer first sees a record, minus (window end + lateness); "
-        "with exactly-once a record becomes visible when its epoch's transaction commits. "
-        "Throughput of exactly-once is in the main table (the `exactly-once, -s N` rows).", "",
-        latency.variants_table(variants["runs"]),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "### Exactly-once cost",
+            "",
+            "Latency mode once per guarantee and epoch (`bytewax.run -s`), each on its own input at the same rate. "
+            "*Visible* is when a `read_committed` consumer first sees a record, minus (window end + lateness); "
+            "with exactly-once a record becomes visible when its epoch's transaction commits. "
+            "Throughput of exactly-once is in the main table (the `exactly-once, -s N` rows).",
+            "",
+            latency.variants_table(variants["runs"]),
+        ]
+    )
 
 
 def memory_section(memory: dict[str, Any] | None) -> str:
@@ -249,15 +292,26 @@ def memory_section(memory: dict[str, Any] | None) -> str:
     fit = "No fit of RSS against keys in the results file."
     if baseline is not None and per_key is not None:
         fit = f"Fit over the key series: {baseline:,.0f} MiB + {per_key:,.0f} bytes per distinct key per window."
-    lines = ["### Memory", "", fit, "",
-             "| users | events | distinct keys per window | peak RSS MiB | verdict |",
-             "|---:|---:|---:|---:|---|"]  # fmt: skip
-    lines += [f"| {fmt(k.get('users'), ',d')} | {fmt(k.get('events'), ',d')} "
-              f"| {fmt(k.get('distinct_keys_per_window'), ',d')} | {fmt(k.get('peak_rss_mib'))} "
-              f"| {k.get('verdict', '?')} |" for k in memory.get("keys", [])]  # fmt: skip
+    lines = [
+        "### Memory",
+        "",
+        fit,
+        "",
+        "| users | events | distinct keys per window | peak RSS MiB | verdict |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {fmt(k.get('users'), ',d')} | {fmt(k.get('events'), ',d')} "
+        f"| {fmt(k.get('distinct_keys_per_window'), ',d')} | {fmt(k.get('peak_rss_mib'))} "
+        f"| {k.get('verdict', '?')} |"
+        for k in memory.get("keys", [])
+    ]
     lines += ["", "| events | users | peak RSS MiB | verdict |", "|---:|---:|---:|---|"]
-    lines += [f"| {fmt(r.get('events'), ',d')} | {fmt(r.get('users'), ',d')} | {fmt(r.get('peak_rss_mib'))} "
-              f"| {r.get('verdict', '?')} |" for r in memory.get("length", [])]  # fmt: skip
+    lines += [
+        f"| {fmt(r.get('events'), ',d')} | {fmt(r.get('users'), ',d')} | {fmt(r.get('peak_rss_mib'))} "
+        f"| {r.get('verdict', '?')} |"
+        for r in memory.get("length", [])
+    ]
     return "\n".join(lines)
 
 
@@ -287,8 +341,9 @@ def splice(document: str, generated: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Publish one results file; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m bench.publish", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.publish", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("results", nargs="?", type=Path, help="results JSON (default: the newest in bench/results/)")
     parser.add_argument("--doc", type=Path, default=DOC, help="the markdown file to update")
     parser.add_argument("--chart", type=Path, default=CHART, help="where to write the PNG")

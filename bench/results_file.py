@@ -53,9 +53,13 @@ class Results:
         facts = self.input_facts(summary)
         topic = facts.get("topic") if facts else None
         same_input = ("input_topic", topic) if topic else ("messages", summary.messages)
-        return [run for run in self.runs
-                if run.get("contender") == summary.key and run.get("partitions") == summary.partitions
-                and run.get(same_input[0]) == same_input[1]]  # fmt: skip
+        return [
+            run
+            for run in self.runs
+            if run.get("contender") == summary.key
+            and run.get("partitions") == summary.partitions
+            and run.get(same_input[0]) == same_input[1]
+        ]
 
     def run_rates(self, summary: Summary) -> list[float | None]:
         """events/s of each of `summary`'s runs; None for a run that failed."""

@@ -70,8 +70,14 @@ def kill_all() -> None:
         _LIVE.pop(pid, None)
 
 
-def run(commands: Sequence[Sequence[str]], env: Mapping[str, str], log_dir: Path, timeout_s: float,
-        cwd: Path = REPO, stop_when: Callable[[], bool] | None = None) -> list[ProcessOutcome]:  # fmt: skip
+def run(
+    commands: Sequence[Sequence[str]],
+    env: Mapping[str, str],
+    log_dir: Path,
+    timeout_s: float,
+    cwd: Path = REPO,
+    stop_when: Callable[[], bool] | None = None,
+) -> list[ProcessOutcome]:
     """Run `commands` side by side until all exit, killing every one at the deadline.
 
     Once `stop_when()` is true, every child still running gets SIGINT: a clean
@@ -91,9 +97,14 @@ def run(commands: Sequence[Sequence[str]], env: Mapping[str, str], log_dir: Path
         with log.open("wb") as handle:
             spawned_at = time.time()
             process = subprocess.Popen(  # noqa: S603 - our own interpreters and modules
-                argv, cwd=cwd, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+                argv,
+                cwd=cwd,
+                env={**os.environ, **env},
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         _LIVE[process.pid] = process
         if GNU_TIME.exists():
             rss_files[process.pid] = rss_file

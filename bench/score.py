@@ -1,7 +1,7 @@
 """Correctness: a contender's metric records against the exact batch answer.
 
 Every contender emits login-metrics-shaped records. They are compared key by
-key with `tests.reference.expected_output` over the same input (windows from
+key with `devkit.reference.expected_output` over the same input (windows from
 the trailer on excluded, see `bench.dataset`). Partial counts of one key
 emitted several times are summed before the event-level comparison, so a
 contender that splits a count is "not exact" but does not count as losing
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import orjson
 
 MetricKey = tuple[str, str, tuple[str, ...]]
-"""(window_start ISO, slice name, key values), as `tests.reference` keys its metrics."""
+"""(window_start ISO, slice name, key values), as `devkit.reference` keys its metrics."""
 
 # The slice whose events are tallied one by one: min_count 1, so every
 # counted event appears in exactly one of its records.
@@ -43,8 +43,12 @@ class Score:
     @property
     def exact(self) -> bool:
         """Every expected record, once, with its exact count, and nothing else."""
-        return (self.duplicate_keys == 0 and self.missing_records == 0 and self.extra_records == 0
-                and self.wrong_counts == 0)  # fmt: skip
+        return (
+            self.duplicate_keys == 0
+            and self.missing_records == 0
+            and self.extra_records == 0
+            and self.wrong_counts == 0
+        )
 
     def verdict(self) -> str:
         """PASS, FAILING (loses events) or WRONG (no loss, but not the exact answer)."""
@@ -122,13 +126,15 @@ def score(emitted: list[tuple[MetricKey, int]], expected: Mapping[MetricKey, int
     )
 
 
-def contract_problems(metrics: Iterable[tuple[bytes | None, bytes | None]],
-                      dlq: Iterable[tuple[bytes | None, dict[str, bytes | None]]],
-                      late: Iterable[tuple[bytes | None, dict[str, bytes | None]]],
-                      expected_metrics: Mapping[MetricKey, int],
-                      expected_rejects: Mapping[tuple[int, int], str],
-                      expected_late: Mapping[tuple[int, int], str],
-                      inputs: Mapping[int, list[bytes | None]]) -> list[str]:  # fmt: skip
+def contract_problems(
+    metrics: Iterable[tuple[bytes | None, bytes | None]],
+    dlq: Iterable[tuple[bytes | None, dict[str, bytes | None]]],
+    late: Iterable[tuple[bytes | None, dict[str, bytes | None]]],
+    expected_metrics: Mapping[MetricKey, int],
+    expected_rejects: Mapping[tuple[int, int], str],
+    expected_late: Mapping[tuple[int, int], str],
+    inputs: Mapping[int, list[bytes | None]],
+) -> list[str]:
     """Everything loginflow promises, checked like its end-to-end tests do.
 
     `metrics` are (Kafka key, value) pairs; `dlq` and `late` are (value,
@@ -150,8 +156,10 @@ def contract_problems(metrics: Iterable[tuple[bytes | None, bytes | None]],
     if seen != dict(expected_metrics):
         differing = {k for k in seen.keys() | expected_metrics.keys() if seen.get(k) != expected_metrics.get(k)}
         problems.append(f"{len(differing)} metrics differ from the batch answer")
-    for name, records, header, wanted in (("DLQ", dlq, "error", expected_rejects),
-                                          ("late", late, "window_start", expected_late)):  # fmt: skip
+    for name, records, header, wanted in (
+        ("DLQ", dlq, "error", expected_rejects),
+        ("late", late, "window_start", expected_late),
+    ):
         got: dict[tuple[int, int], str] = {}
         for value, headers in records:
             source = (int(headers.get("source_partition") or b"-1"), int(headers.get("source_offset") or b"-1"))

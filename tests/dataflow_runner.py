@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -10,13 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from devkit.broker import free_ports
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -38,7 +33,17 @@ def init_recovery(directory: Path, partitions: int = RECOVERY_PARTITIONS) -> lis
     directory.mkdir()
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(partitions)], check=True)
     return ["-r", str(directory), "-s", "1", "-b", "0"]
+
+
 RUN_SCRIPT = (str(REPO / "scripts" / "run-dataflow"),)
+
+
+def run_script_env(recovery_dir: Path, partitions: int, snapshot_seconds: int | None = None) -> dict[str, str]:
+    """The settings `scripts/run-dataflow` reads, with this interpreter (its default is .venv's)."""
+    env = {"RECOVERY_DIR": str(recovery_dir), "RECOVERY_PARTITIONS": str(partitions), "PYTHON": sys.executable}
+    if snapshot_seconds is not None:
+        env["SNAPSHOT_INTERVAL_SECONDS"] = str(snapshot_seconds)
+    return env
 
 
 def _start(command: Sequence[str], args: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -73,8 +78,15 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
 class DataflowCluster:
     """One dataflow run as `processes` processes of `workers` workers each."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path, processes: int = 1, workers: int = 1,
-                 extra_args: Sequence[str] = (), command: Sequence[str] = BYTEWAX_RUN) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        processes: int = 1,
+        workers: int = 1,
+        extra_args: Sequence[str] = (),
+        command: Sequence[str] = BYTEWAX_RUN,
+    ) -> None:
         self.env = dict(env)
         self.log_dir = log_dir
         self.processes = processes
@@ -89,7 +101,7 @@ class DataflowCluster:
         if self.processes == 1:
             plan = [args]
         else:
-            addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(self.processes))
+            addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(self.processes))
             plan = [[*args, "-i", str(index), "-a", addresses] for index in range(self.processes)]
         for index, process_args in enumerate(plan):
             log = self.log_dir / f"dataflow-{index}-{time.monotonic_ns()}.log"

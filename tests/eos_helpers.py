@@ -1,14 +1,7 @@
 """Helpers for the exactly-once end-to-end tests: watching an output topic grow, counting duplicates."""
 
-import uuid
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
-from tests.kafka_harness import Record, consume_all, wait_until
+from devkit.records import READ_UNCOMMITTED, Record, consume_all, reader
 from tests.outputs import source_of
-
-READ_COMMITTED = {"isolation.level": "read_committed"}
-READ_UNCOMMITTED = {"isolation.level": "read_uncommitted"}
 
 
 class TopicWatcher:
@@ -21,18 +14,7 @@ class TopicWatcher:
     def __init__(self, brokers: str, topic: str) -> None:
         self.topic = topic
         self.records = 0
-        self._consumer = Consumer({
-            "bootstrap.servers": brokers,
-            "group.id": f"watcher-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            **READ_UNCOMMITTED,
-        })
-        partitions = wait_until(
-            lambda: sorted(self._consumer.list_topics(topic=topic, timeout=5.0).topics[topic].partitions),
-            timeout=30, message=f"no metadata for topic {topic}", retry_on=(KafkaException, KeyError),
-        )
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        self._consumer, _partitions = reader(brokers, topic, READ_UNCOMMITTED, timeout=30)
 
     def count(self) -> int:
         """Records read so far, after reading whatever arrived (for at most about half a second)."""

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from operators.resume import query_recovery_partitions
+from operators.runtime.resume import query_recovery_partitions
 from tests.dataflow_runner import DataflowCluster
 
 _KV = re.compile(r"(\w+)=(\S+)")
@@ -44,8 +44,9 @@ def partition_starts(texts: Iterable[str]) -> dict[int, PartitionStart]:
             if " reading partition " not in line:
                 continue
             fields = _fields(line, " reading partition ")
-            start = PartitionStart(int(fields["partition"]), int(fields["start_offset"]), int(fields["high"]),
-                                   fields["resumed"] == "True")
+            start = PartitionStart(
+                int(fields["partition"]), int(fields["start_offset"]), int(fields["high"]), fields["resumed"] == "True"
+            )
             assert start.partition not in starts, f"partition {start.partition} started twice in one run"
             starts[start.partition] = start
     return starts
@@ -64,7 +65,7 @@ def read_to_end(texts: Iterable[str]) -> dict[int, int]:
 
 def error_lines(texts: Iterable[str]) -> list[str]:
     """Log lines at ERROR or CRITICAL level (kv log format)."""
-    return [match.string[match.start():].split("\n", 1)[0] for text in texts for match in _ERROR_LINE.finditer(text)]
+    return [match.string[match.start() :].split("\n", 1)[0] for text in texts for match in _ERROR_LINE.finditer(text)]
 
 
 def committed_epoch(recovery_dir: Path) -> int:
@@ -94,3 +95,21 @@ def assert_resumed(cluster: DataflowCluster, inputs: dict[int, list], nothing_le
         assert to_read == 0, f"the rerun read {to_read} message(s) again: {starts}"
     else:
         assert to_read < total, f"the resumed run read all {total} messages again: {starts}"
+
+
+def finish_resumed(
+    env: dict[str, str],
+    log_dir: Path,
+    layout: tuple[int, int],
+    recovery_args: list[str],
+    inputs: dict[int, list],
+    timeout: float,
+) -> DataflowCluster:
+    """Run the last (processes, workers) layout of a crash test to the input's end; it must resume and succeed."""
+    processes, workers = layout
+    with DataflowCluster(env, log_dir, processes, workers, recovery_args) as cluster:
+        results = cluster.wait(timeout)
+    for finished in results:
+        assert finished.returncode == 0, finished.stderr[-3000:]
+    assert_resumed(cluster, inputs)
+    return cluster

@@ -13,10 +13,10 @@ import json
 import time
 from collections.abc import Callable, Mapping
 
+from devkit.records import Record, consume_all
+from devkit.reference import DEFAULT_SLICES, MAX_FIELD_BYTES, Expected, Slices, expected_output
 from tests.dataflow_runner import DataflowCluster
-from tests.kafka_harness import Record, consume_all
-from tests.outputs import assert_exact, collect, source_of
-from tests.reference import DEFAULT_SLICES, MAX_FIELD_BYTES, Expected, Slices, expected_output
+from tests.outputs import assert_exact, collect, json_of, source_of
 
 Log = dict[int, dict[int, bytes | None]]
 """partition -> offset -> value, as a read_committed consumer sees the topic."""
@@ -42,8 +42,9 @@ def log_size(log: Log) -> int:
     return sum(len(rows) for rows in log.values())
 
 
-def expected_for_log(log: Log, window: int, lateness: float, slices: Slices = DEFAULT_SLICES,
-                     max_field_bytes: int = MAX_FIELD_BYTES) -> Expected:
+def expected_for_log(
+    log: Log, window: int, lateness: float, slices: Slices = DEFAULT_SLICES, max_field_bytes: int = MAX_FIELD_BYTES
+) -> Expected:
     """The reference answer with rejects and late events keyed by real offsets."""
     offsets = {partition: sorted(rows) for partition, rows in log.items()}
     values = {partition: [log[partition][offset] for offset in offsets[partition]] for partition in log}
@@ -86,20 +87,26 @@ def restore_truncated(out: dict[str, list[Record]], log: Log) -> dict[str, list[
     return restored
 
 
-def assert_accounted(out: dict[str, list[Record]], log: Log, window: int, lateness: float, *,
-                     revisions: bool = True, allow_duplicates: bool = False, slices: Slices = DEFAULT_SLICES,
-                     max_field_bytes: int = MAX_FIELD_BYTES) -> Expected:
+def assert_accounted(
+    out: dict[str, list[Record]],
+    log: Log,
+    window: int,
+    lateness: float,
+    *,
+    revisions: bool = True,
+    allow_duplicates: bool = False,
+    slices: Slices = DEFAULT_SLICES,
+    max_field_bytes: int = MAX_FIELD_BYTES,
+) -> Expected:
     """Every message of `log` is counted, on the DLQ, or on the late topic, exactly once, as the batch answer says."""
     for name in ("dlq", "late"):
         for record in out[name]:
             source = source_of(record)
             assert source[1] in log.get(source[0], {}), (
-                f"a {name} record points at no readable message of the log: {source},"
-                f" headers {record.headers}"
+                f"a {name} record points at no readable message of the log: {source}, headers {record.headers}"
             )
     expected = expected_for_log(log, window, lateness, slices, max_field_bytes)
-    assert_exact(restore_truncated(out, log), expected, log, allow_duplicates=allow_duplicates,
-                 revisions=revisions)
+    assert_exact(restore_truncated(out, log), expected, log, allow_duplicates=allow_duplicates, revisions=revisions)
     return expected
 
 
@@ -117,13 +124,19 @@ def _diff(name: str, got: Mapping, want: Mapping, limit: int = 5) -> list[str]:
     return lines
 
 
-def describe_mismatch(out: dict[str, list[Record]], log: Log, window: int, lateness: float,
-                      slices: Slices = DEFAULT_SLICES, max_field_bytes: int = MAX_FIELD_BYTES) -> str:
+def describe_mismatch(
+    out: dict[str, list[Record]],
+    log: Log,
+    window: int,
+    lateness: float,
+    slices: Slices = DEFAULT_SLICES,
+    max_field_bytes: int = MAX_FIELD_BYTES,
+) -> str:
     """What differs between the output (latest record per key) and the reference, in words."""
     expected = expected_for_log(log, window, lateness, slices, max_field_bytes)
     metrics: dict = {}
     for record in out["metrics"]:
-        value = json.loads(record.value)
+        value = json_of(record.value)
         metrics[(value["window_start"], value["slice"], tuple(value["key"].values()))] = value["count"]
     rejects = {source_of(r): (r.headers.get("error") or b"").decode() for r in out["dlq"]}
     late = {source_of(r): (r.headers.get("window_start") or b"").decode() for r in out["late"]}
@@ -133,8 +146,10 @@ def describe_mismatch(out: dict[str, list[Record]], log: Log, window: int, laten
         *_diff("late", late, expected.late),
     ]
     counts = {name: len(records) for name, records in out.items()}
-    lines.append(f"records per topic {counts}; expected {len(expected.metrics)} metrics, "
-                 f"{len(expected.rejects)} rejects, {len(expected.late)} late, {expected.counted} counted")
+    lines.append(
+        f"records per topic {counts}; expected {len(expected.metrics)} metrics, "
+        f"{len(expected.rejects)} rejects, {len(expected.late)} late, {expected.counted} counted"
+    )
     return "\n".join(lines)
 
 
@@ -153,15 +168,23 @@ def check_accounted(out: dict[str, list[Record]], log: Log, window: int, latenes
     """`assert_accounted` with a readable account of the difference when it fails."""
     problem = accounted(out, log, window, lateness, **kwargs)
     assert problem is None, problem
-    return expected_for_log(log, window, lateness, kwargs.get("slices", DEFAULT_SLICES),
-                            kwargs.get("max_field_bytes", MAX_FIELD_BYTES))
+    return expected_for_log(
+        log, window, lateness, kwargs.get("slices", DEFAULT_SLICES), kwargs.get("max_field_bytes", MAX_FIELD_BYTES)
+    )
 
 
-def wait_accounted(brokers: str, topics: Mapping[str, str], log: Log, window: int, lateness: float,
-                   timeout: float, cluster: DataflowCluster | None = None, **kwargs) -> dict[str, list[Record]]:
+def wait_accounted(
+    brokers: str,
+    topics: Mapping[str, str],
+    log: Log,
+    window: int,
+    lateness: float,
+    timeout: float,
+    cluster: DataflowCluster | None = None,
+    **kwargs,
+) -> dict[str, list[Record]]:
     """Poll the output topics until they hold the exact answer for `log`; fail with the last mismatch."""
     deadline = time.monotonic() + timeout
-    problem = "never checked"
     while True:
         out = collect(brokers, dict(topics))
         problem = accounted(out, log, window, lateness, **kwargs)
@@ -205,15 +228,39 @@ def kv_field(line: str, name: str) -> str | None:
     return None
 
 
-def login(t: float, user: str, device: str = "d1", ip: str = "10.0.0.1", app: str = "2.4.0",
-          locale: str = "en-US", device_type: str = "android", **extra: object) -> bytes:
+def login(
+    t: float,
+    user: str,
+    device: str = "d1",
+    ip: str = "10.0.0.1",
+    app: str = "2.4.0",
+    locale: str = "en-US",
+    device_type: str = "android",
+    **extra: object,
+) -> bytes:
     """A valid login event."""
-    return json.dumps({"user_id": user, "timestamp": t, "device_id": device, "ip": ip, "app_version": app,
-                       "locale": locale, "device_type": device_type, **extra}).encode()
+    return json.dumps(
+        {
+            "user_id": user,
+            "timestamp": t,
+            "device_id": device,
+            "ip": ip,
+            "app_version": app,
+            "locale": locale,
+            "device_type": device_type,
+            **extra,
+        }
+    ).encode()
 
 
 def varied_login(t: float, index: int, prefix: str = "u") -> bytes:
     """A valid event whose keys repeat often enough that min-count-2 slices emit something."""
-    return login(t, f"{prefix}{index % 4}", device=f"d{index % 2}", ip=f"10.0.0.{index % 3}",
-                 app=("2.4.0", "3.0.0")[index % 2], locale=("en-US", "de-DE", "fr-FR")[index % 3],
-                 device_type=("android", "iOS")[index % 2])
+    return login(
+        t,
+        f"{prefix}{index % 4}",
+        device=f"d{index % 2}",
+        ip=f"10.0.0.{index % 3}",
+        app=("2.4.0", "3.0.0")[index % 2],
+        locale=("en-US", "de-DE", "fr-FR")[index % 3],
+        device_type=("android", "iOS")[index % 2],
+    )

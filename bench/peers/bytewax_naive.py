@@ -26,8 +26,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
 from confluent_kafka import OFFSET_BEGINNING
 
-from bench.peers.common import Counters, PeerArgs, Stopwatch, field_indexes, metric_record, parse_args, write_results
-from operators.events import LoginEvent, parse_value
+from bench.peers.common import Counters, PeerArgs, Stopwatch, field_indexes, metric_record, parse_args, write_counters
+from operators.pure.events import LoginEvent, parse_value
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SEP = "\x1f"
@@ -76,8 +76,13 @@ def build_flow(args: PeerArgs, stopwatch: Stopwatch, counters: Counters) -> Data
         counters.late += 1
 
     flow = Dataflow("bytewax_naive")
-    source = KafkaSource([args.brokers], [args.input_topic], tail=False, starting_offset=OFFSET_BEGINNING,
-                         batch_size=args.extra["batch_size"])  # fmt: skip
+    source = KafkaSource(
+        [args.brokers],
+        [args.input_topic],
+        tail=False,
+        starting_offset=OFFSET_BEGINNING,
+        batch_size=args.extra["batch_size"],
+    )
     events = op.filter_map("parse", op.input("read", flow, source), parse)
     keyed = op.flat_map("explode", events, explode)
     clock: EventClock[float] = EventClock(
@@ -101,8 +106,7 @@ def main() -> None:
     args = parse_args(__doc__ or "", _options)
     stopwatch, counters = Stopwatch(), Counters()
     cli_main(build_flow(args, stopwatch, counters), workers_per_process=1)
-    write_results(args.results, stopwatch, consumed=counters.consumed, rejected=counters.rejected,
-                  late_dropped=counters.late, emitted=counters.emitted)  # fmt: skip
+    write_counters(args.results, stopwatch, counters)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from operators.settings import DEFAULT_SLICES, FIELDS, SliceSpec, parse_slices
+from operators.pure.slices import FIELDS, SliceSpec
+from operators.runtime.settings import DEFAULT_SLICES, parse_slices
 
 KeyValues = tuple[str, ...]
 
@@ -97,13 +98,15 @@ def input_ends(brokers: str, topic: str) -> dict[int, int]:
 
 def assigned_consumer(brokers: str, topic: str, partitions: list[int]) -> Consumer:
     """A consumer reading `partitions` from the beginning, without a consumer group."""
-    consumer = Consumer({
-        "bootstrap.servers": brokers,
-        "group.id": "bench-assign-only",
-        "enable.auto.commit": False,
-        "enable.partition.eof": False,
-        "log_level": 0,
-    })  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": brokers,
+            "group.id": "bench-assign-only",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "log_level": 0,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     return consumer
 
@@ -135,13 +138,15 @@ def check(message: Message) -> None:
 
 def output_producer(brokers: str) -> Producer:
     """The producer settings loginflow's own sink uses, so output costs compare."""
-    return Producer({
-        "bootstrap.servers": brokers,
-        "enable.idempotence": True,
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "log_level": 0,
-    })  # fmt: skip
+    return Producer(
+        {
+            "bootstrap.servers": brokers,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "log_level": 0,
+        }
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -191,3 +196,17 @@ def write_results(path: Path, stopwatch: Stopwatch, last_output: float | None = 
     """Write the results file the harness reads; `last_output` defaults to now."""
     payload = {"first_message": stopwatch.first_message, "last_output": last_output or time.time(), **counters}
     path.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
+
+
+def write_counters(path: Path, stopwatch: Stopwatch, counters: Counters, *, with_slices: bool = False) -> None:
+    """`write_results` for a peer that kept `Counters`."""
+    extra: dict[str, Any] = {"slice_totals": counters.slice_totals} if with_slices else {}
+    write_results(
+        path,
+        stopwatch,
+        consumed=counters.consumed,
+        rejected=counters.rejected,
+        late_dropped=counters.late,
+        emitted=counters.emitted,
+        **extra,
+    )

@@ -29,8 +29,8 @@ from bench.peers.common import (
     read_to_end,
     write_results,
 )
-from operators.events import LoginEvent, parse_value
-from operators.settings import FIELDS
+from operators.pure.events import LoginEvent, parse_value
+from operators.pure.slices import FIELDS
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -87,8 +87,15 @@ def main() -> None:
     emit(pending)
     producer.flush(60)
     consumer.close()
-    write_results(args.results, stopwatch, consumed=consumed, rejected=rejected, emitted=emitted,
-                  batches=batches, slice_totals=slice_totals)  # fmt: skip
+    write_results(
+        args.results,
+        stopwatch,
+        consumed=consumed,
+        rejected=rejected,
+        emitted=emitted,
+        batches=batches,
+        slice_totals=slice_totals,
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ from typing import Any
 from quixstreams import Application
 from quixstreams.models import Deserializer, IgnoreMessage, Serializer, TimestampType
 
-from bench.peers.common import Counters, PeerArgs, Stopwatch, field_indexes, metric_record, parse_args, write_results
-from operators.events import LoginEvent, parse_value
+from bench.peers.common import Counters, PeerArgs, Stopwatch, field_indexes, metric_record, parse_args, write_counters
+from operators.pure.events import LoginEvent, parse_value
 
 SEP = "\x1f"
 
@@ -114,15 +114,19 @@ def build(args: PeerArgs, stopwatch: Stopwatch, counters: Counters) -> Applicati
         use_changelog_topics=False,
         loglevel="WARNING",
     )
-    source = app.topic(args.input_topic, value_deserializer=LoginDeserializer(stopwatch, counters),
-                       timestamp_extractor=event_timestamp)  # fmt: skip
+    source = app.topic(
+        args.input_topic, value_deserializer=LoginDeserializer(stopwatch, counters), timestamp_extractor=event_timestamp
+    )
     sink = app.topic(args.output_topic, key_serializer="bytes", value_serializer=RecordValue())
     sdf = app.dataframe(source)
     sdf = sdf.filter(count_tombstone)
     sdf = sdf.apply(explode, expand=True)
     sdf = sdf.group_by(lambda slice_key: slice_key, name="slice_key")
-    sdf = sdf.tumbling_window(duration_ms=args.window_s * 1000, grace_ms=int(args.lateness_s * 1000),
-                              on_late=on_late).count().final(closing_strategy="partition")  # fmt: skip
+    sdf = (
+        sdf.tumbling_window(duration_ms=args.window_s * 1000, grace_ms=int(args.lateness_s * 1000), on_late=on_late)
+        .count()
+        .final(closing_strategy="partition")
+    )
     sdf = sdf.apply(encode, metadata=True)
     sdf = sdf.filter(lambda record: record is not None)
     sdf.to_topic(sink, key=lambda record: record[0])
@@ -135,9 +139,7 @@ def main() -> None:
     stopwatch, counters = Stopwatch(), Counters()
     app = build(args, stopwatch, counters)
     app.run(timeout=args.extra["idle_timeout"], collect=False)
-    write_results(args.results, stopwatch, consumed=counters.consumed, rejected=counters.rejected,
-                  late_dropped=counters.late, emitted=counters.emitted,
-                  slice_totals=counters.slice_totals)  # fmt: skip
+    write_counters(args.results, stopwatch, counters, with_slices=True)
 
 
 if __name__ == "__main__":

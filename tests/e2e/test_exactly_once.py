@@ -28,37 +28,23 @@ from pathlib import Path
 
 import pytest
 
+from devkit.broker import wait_until
+from devkit.records import READ_COMMITTED, READ_UNCOMMITTED
 from tests.dataflow_runner import DataflowCluster, init_recovery
-from tests.eos_helpers import (
-    READ_COMMITTED,
-    READ_UNCOMMITTED,
-    TopicWatcher,
-    duplicate_counts,
-    read_outputs,
-    summary,
-)
-from tests.evidence import assert_resumed, committed_epoch, error_lines, log_texts
-from tests.kafka_harness import produce, wait_until
-from tests.outputs import assert_exact, flow_env, read_partitions
-from tests.reference import expected_output
-from tools.generator import GeneratorConfig, generate
+from tests.eos_helpers import TopicWatcher, duplicate_counts, read_outputs, summary
+from tests.evidence import assert_resumed, committed_epoch, error_lines, finish_resumed, log_texts
+from tests.outputs import assert_exact, flow_env
+from tests.skewed_input import LATENESS, WINDOW, produce_skewed_input
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
-WINDOW = 60
-LATENESS = 2
 RUN_TIMEOUT_S = 170
 OUTPUT_PARTITIONS = 3
 
 
 @pytest.fixture
 def skewed_input(kafka_brokers: str, topic_factory):
-    topic = topic_factory(partitions=3)
-    config = GeneratorConfig(count=150_000, users=2000, partitions=3, skew=(4.0, 2.0, 1.0), span=7200.0,
-                             bad_fraction=0.03, late_fraction=0.01, late_by=300.0, seed=23)
-    produce(kafka_brokers, topic, [(m.partition, m.key, m.value) for m in generate(config)])
-    inputs = read_partitions(kafka_brokers, topic)
-    return topic, inputs, expected_output(inputs, WINDOW, LATENESS)
+    return produce_skewed_input(kafka_brokers, topic_factory)
 
 
 def eos_topics(topic_factory) -> dict[str, str]:
@@ -66,17 +52,31 @@ def eos_topics(topic_factory) -> dict[str, str]:
     return {name: topic_factory(partitions=OUTPUT_PARTITIONS) for name in ("metrics", "dlq", "late")}
 
 
-def eos_env(brokers: str, input_topic: str, topics: dict[str, str], guarantee: str, batch_size: int = 100,
-            ) -> dict[str, str]:
-    return flow_env(brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW), ALLOWED_LATENESS_SECONDS=str(LATENESS),
-                    STOP_AT_END="true", BATCH_SIZE=str(batch_size), LOG_FORMAT="kv",
-                    PROCESSING_GUARANTEE=guarantee,
-                    # Unique per test, so no two tests' writers fence each other.
-                    TRANSACTIONAL_ID_PREFIX=f"eos-test-{uuid.uuid4().hex[:12]}")
+def eos_env(
+    brokers: str,
+    input_topic: str,
+    topics: dict[str, str],
+    guarantee: str,
+    batch_size: int = 100,
+) -> dict[str, str]:
+    return flow_env(
+        brokers,
+        input_topic,
+        topics,
+        window=WINDOW,
+        lateness=LATENESS,
+        bounded=True,
+        BATCH_SIZE=str(batch_size),
+        LOG_FORMAT="kv",
+        PROCESSING_GUARANTEE=guarantee,
+        # Unique per test, so no two tests' writers fence each other.
+        TRANSACTIONAL_ID_PREFIX=f"eos-test-{uuid.uuid4().hex[:12]}",
+    )
 
 
-def kill_when_output_exceeds(cluster: DataflowCluster, watcher: TopicWatcher, records: int, recovery_dir: Path,
-                             before: int) -> int:
+def kill_when_output_exceeds(
+    cluster: DataflowCluster, watcher: TopicWatcher, records: int, recovery_dir: Path, before: int
+) -> int:
     """SIGKILL every process once login-metrics holds more than `records` records (read_uncommitted) and a
     snapshot newer than epoch `before` was committed; return the record count at the kill."""
 
@@ -103,8 +103,9 @@ def skipped_on_resume(cluster: DataflowCluster) -> int:
     return total
 
 
-def run_with_crashes(brokers: str, topic_factory, tmp_path: Path, skewed_input, layouts: list[tuple[int, int]],
-                     guarantee: str) -> tuple[dict, dict]:
+def run_with_crashes(
+    brokers: str, topic_factory, tmp_path: Path, skewed_input, layouts: list[tuple[int, int]], guarantee: str
+) -> tuple[dict, dict]:
     """Run each (processes, workers) layout in turn on one recovery directory, killing all but the last
     mid-output; return the outputs read read_committed and read_uncommitted."""
     input_topic, inputs, expected = skewed_input
@@ -122,58 +123,59 @@ def run_with_crashes(brokers: str, topic_factory, tmp_path: Path, skewed_input, 
             before = committed_epoch(recovery_dir)
             with DataflowCluster(env, tmp_path, processes, workers, recovery_args) as cluster:
                 seen = kill_when_output_exceeds(cluster, watcher, kill_at, recovery_dir, before)
-            print(f"[{guarantee}] run {index + 1} ({processes}x{workers}) killed with {seen} metric records "
-                  f"in the topic (threshold {kill_at} of {total}); "
-                  f"committed after the snapshot (skip set): {skipped_on_resume(cluster)}")
+            print(
+                f"[{guarantee}] run {index + 1} ({processes}x{workers}) killed with {seen} metric records "
+                f"in the topic (threshold {kill_at} of {total}); "
+                f"committed after the snapshot (skip set): {skipped_on_resume(cluster)}"
+            )
             if index > 0:
                 assert_resumed(cluster, inputs)
             # Stay down longer than the allowed lateness, as a real restart would.
             time.sleep(LATENESS + 1)
 
-        processes, workers = layouts[-1]
-        with DataflowCluster(env, tmp_path, processes, workers, recovery_args) as cluster:
-            results = cluster.wait(RUN_TIMEOUT_S)
-        for finished in results:
-            assert finished.returncode == 0, finished.stderr[-3000:]
-        assert_resumed(cluster, inputs)
+        cluster = finish_resumed(env, tmp_path, layouts[-1], recovery_args, inputs, RUN_TIMEOUT_S)
         assert not error_lines(log_texts(cluster.logs)), error_lines(log_texts(cluster.logs))
-        print(f"[{guarantee}] last run ({processes}x{workers}) finished; committed after the snapshot (skip set): "
-              f"{skipped_on_resume(cluster)}")
+        print(
+            f"[{guarantee}] last run ({layouts[-1][0]}x{layouts[-1][1]}) finished; "
+            f"committed after the snapshot (skip set): {skipped_on_resume(cluster)}"
+        )
 
     committed = read_outputs(brokers, topics, READ_COMMITTED)
     uncommitted = read_outputs(brokers, topics, READ_UNCOMMITTED)
-    print(f"[{guarantee}] layouts {layouts}: expected {total} metrics, {len(expected.rejects)} rejects, "
-          f"{len(expected.late)} late")
+    print(
+        f"[{guarantee}] layouts {layouts}: expected {total} metrics, {len(expected.rejects)} rejects, "
+        f"{len(expected.late)} late"
+    )
     print(f"[{guarantee}]   read_committed:   {summary(committed)}")
     print(f"[{guarantee}]   read_uncommitted: {summary(uncommitted)}")
     return committed, uncommitted
 
 
-def test_exactly_once_survives_two_kills_mid_output(kafka_brokers: str, topic_factory, tmp_path: Path,
-                                                     skewed_input) -> None:
-    committed, _uncommitted = run_with_crashes(kafka_brokers, topic_factory, tmp_path, skewed_input,
-                                               [(2, 1), (2, 1), (2, 1)], "exactly-once")
+@pytest.mark.parametrize(
+    "layouts",
+    [[(2, 1), (2, 1), (2, 1)], [(2, 1), (1, 1), (1, 3)]],
+    ids=["two_kills_mid_output", "rescaled_two_processes_to_one_to_three_workers"],
+)
+def test_exactly_once_output_has_no_duplicates_after_kills(
+    kafka_brokers: str, topic_factory, tmp_path: Path, skewed_input, layouts: list[tuple[int, int]]
+) -> None:
+    committed, _uncommitted = run_with_crashes(
+        kafka_brokers, topic_factory, tmp_path, skewed_input, layouts, "exactly-once"
+    )
     _, inputs, expected = skewed_input
     assert duplicate_counts(committed) == {"metrics": 0, "dlq": 0, "late": 0}
     assert_exact(committed, expected, inputs, allow_duplicates=False)
 
 
-def test_at_least_once_same_crashes_measured_for_comparison(kafka_brokers: str, topic_factory, tmp_path: Path,
-                                                            skewed_input) -> None:
-    committed, _uncommitted = run_with_crashes(kafka_brokers, topic_factory, tmp_path, skewed_input,
-                                               [(2, 1), (2, 1), (2, 1)], "at-least-once")
+def test_at_least_once_same_crashes_measured_for_comparison(
+    kafka_brokers: str, topic_factory, tmp_path: Path, skewed_input
+) -> None:
+    committed, _uncommitted = run_with_crashes(
+        kafka_brokers, topic_factory, tmp_path, skewed_input, [(2, 1), (2, 1), (2, 1)], "at-least-once"
+    )
     _, inputs, expected = skewed_input
     # At-least-once may repeat results, but only as byte-identical copies.
     assert_exact(committed, expected, inputs, allow_duplicates=True)
-
-
-def test_exactly_once_rescale_two_processes_to_one_to_three_workers(kafka_brokers: str, topic_factory,
-                                                                    tmp_path: Path, skewed_input) -> None:
-    committed, _uncommitted = run_with_crashes(kafka_brokers, topic_factory, tmp_path, skewed_input,
-                                               [(2, 1), (1, 1), (1, 3)], "exactly-once")
-    _, inputs, expected = skewed_input
-    assert duplicate_counts(committed) == {"metrics": 0, "dlq": 0, "late": 0}
-    assert_exact(committed, expected, inputs, allow_duplicates=False)
 
 
 def writers_ready(cluster: DataflowCluster) -> int:
@@ -186,8 +188,9 @@ def signal_group(cluster: DataflowCluster, sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-def test_a_second_instance_fences_the_first_as_a_zombie(kafka_brokers: str, topic_factory, tmp_path: Path,
-                                                         skewed_input) -> None:
+def test_a_second_instance_fences_the_first_as_a_zombie(
+    kafka_brokers: str, topic_factory, tmp_path: Path, skewed_input
+) -> None:
     """A supervisor starts a second instance while the first one, cut off for a moment, is still alive.
 
     The first instance is paused (SIGSTOP, as in a network partition or a long
@@ -216,8 +219,10 @@ def test_a_second_instance_fences_the_first_as_a_zombie(kafka_brokers: str, topi
     total = len(expected.metrics)
     writers = 3 * OUTPUT_PARTITIONS
 
-    with TopicWatcher(kafka_brokers, topics["metrics"]) as watcher, \
-            DataflowCluster(env, tmp_path, 1, 1, recovery_args) as first:
+    with (
+        TopicWatcher(kafka_brokers, topics["metrics"]) as watcher,
+        DataflowCluster(env, tmp_path, 1, 1, recovery_args) as first,
+    ):
 
         def first_is_writing() -> bool:
             return first.any_exited() or (watcher.count() > total // 5 and committed_epoch(recovery_dir) > 0)
@@ -230,8 +235,10 @@ def test_a_second_instance_fences_the_first_as_a_zombie(kafka_brokers: str, topi
         try:
             shutil.copytree(recovery_dir, copy_dir)
             at_start = read_outputs(kafka_brokers, topics, READ_COMMITTED)
-            print(f"[zombie] second instance starts with {watcher.count()} metric records in the topic, "
-                  f"read_committed: {summary(at_start)}")
+            print(
+                f"[zombie] second instance starts with {watcher.count()} metric records in the topic, "
+                f"read_committed: {summary(at_start)}"
+            )
             with DataflowCluster(env, tmp_path, 1, 1, [str(arg) for arg in copy_args]) as second:
 
                 def second_took_over() -> bool:

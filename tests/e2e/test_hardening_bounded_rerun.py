@@ -5,15 +5,14 @@ what was appended since, revising the windows it touches; a rerun with nothing
 new writes nothing at all; and the directory then keeps working in tail mode.
 """
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.dataflow_runner import RUN_SCRIPT, DataflowCluster
+from devkit.records import produce
+from tests.dataflow_runner import RUN_SCRIPT, DataflowCluster, run_script_env
 from tests.hardening import check_accounted, read_log, varied_login, wait_accounted, wait_for_log
-from tests.kafka_harness import produce
 from tests.outputs import collect, flow_env, output_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -37,9 +36,10 @@ def test_bounded_reruns_count_only_what_is_new_and_the_directory_then_tails(
 ) -> None:
     input_topic = topic_factory(partitions=2)
     topics = output_topics(topic_factory)
-    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), RECOVERY_DIR=str(tmp_path / "recovery"),
-                   RECOVERY_PARTITIONS="2", SNAPSHOT_INTERVAL_SECONDS="1", PYTHON=sys.executable)
+    env = {
+        **flow_env(kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS),
+        **run_script_env(tmp_path / "recovery", 2, 1),
+    }
 
     # Batch 1: windows BASE .. BASE+20 on both partitions, a reject and a late event.
     batch1 = [(0, b"k", varied_login(BASE + i * 0.5, i)) for i in range(40)]
@@ -47,8 +47,9 @@ def test_bounded_reruns_count_only_what_is_new_and_the_directory_then_tails(
     batch1 += [(1, b"k", varied_login(BASE + 0.3 + i * 0.6, i + 1)) for i in range(30)]
     produce(kafka_brokers, input_topic, batch1)
     run_bounded(env, tmp_path)
-    check_accounted(collect(kafka_brokers, topics), read_log(kafka_brokers, input_topic), WINDOW, LATENESS,
-                     revisions=True)
+    check_accounted(
+        collect(kafka_brokers, topics), read_log(kafka_brokers, input_topic), WINDOW, LATENESS, revisions=True
+    )
 
     # Batch 2: on time in batch 1's last window (BASE+15 .. BASE+20), which the
     # first run closed at its end, then later windows; a late event and a reject.

@@ -44,8 +44,9 @@ def lagging_producer(brokers: str, topic: str, stop: threading.Event, errors: li
             while time.monotonic() < until and not stop.is_set():
                 # In order, whatever the wall clock does.
                 last = max(last, time.time() - CLOCK_LAG_S)
-                producer.produce(topic, value=varied_login(last, index, "lag"), key=b"k", partition=0,
-                                 on_delivery=on_delivery)
+                producer.produce(
+                    topic, value=varied_login(last, index, "lag"), key=b"k", partition=0, on_delivery=on_delivery
+                )
                 assert producer.flush(30) == 0, "a message stayed undelivered"
                 assert not failures, failures
                 index += 1
@@ -61,8 +62,7 @@ def test_lagging_in_order_producer_with_pauses_has_no_late_events(
 ) -> None:
     input_topic = topic_factory(partitions=2)  # partition 1 never gets an event
     topics = output_topics(topic_factory)
-    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS))
+    env = flow_env(kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS)
     stop = threading.Event()
     errors: list[BaseException] = []
     with DataflowCluster(env, tmp_path, processes=1, workers=2) as cluster:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from devkit.records import consume_all, delete_topics, produce
 from tests.dataflow_runner import DataflowCluster
 from tests.hardening import TRUNCATED_BYTES, check_accounted, login, read_log, source_in, varied_login
-from tests.kafka_harness import consume_all, delete_topics, produce
 from tests.outputs import collect, flow_env, output_topics, source_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -66,8 +66,7 @@ def test_megabyte_field_goes_to_a_created_dlq_whole(kafka_brokers: str, topic_fa
     topics["dlq"] = f"t-dlq-{uuid.uuid4().hex}"
     try:
         big = produce_with_big_event(kafka_brokers, input_topic, incompressible(1_200_000))
-        env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                       ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true")
+        env = flow_env(kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS, bounded=True)
         run_to_end(env, tmp_path)
 
         assert int(topic_config(kafka_brokers, topics["dlq"])["max.message.bytes"]) >= 4 * 1024 * 1024
@@ -89,8 +88,7 @@ def test_reject_too_large_for_its_dlq_is_truncated_with_its_length(
     topics = output_topics(topic_factory)
     topics["dlq"] = topic_factory(partitions=1, config={"max.message.bytes": "100000"})
     big = produce_with_big_event(kafka_brokers, input_topic, incompressible(1_200_000))
-    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true")
+    env = flow_env(kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS, bounded=True)
     run_to_end(env, tmp_path)
 
     dlq = consume_all(kafka_brokers, topics["dlq"])
@@ -123,8 +121,7 @@ def test_large_late_event_is_truncated_on_a_small_late_topic_and_a_large_on_time
     messages = [(i % 2, b"k", varied_login(BASE + i, i)) for i in range(20)]
     messages += [(0, b"big", on_time_big), (0, b"k", varied_login(BASE + 200, 1)), (0, b"big", late_big)]
     produce(kafka_brokers, input_topic, messages, config=BIG_PRODUCER)
-    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true")
+    env = flow_env(kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS, bounded=True)
     run_to_end(env, tmp_path)
 
     log = read_log(kafka_brokers, input_topic)
@@ -153,19 +150,23 @@ def test_rejects_sharing_a_producer_batch_with_an_oversized_one_are_written_inta
     messages += [(0, b"s1", b"bad one"), (0, b"big", big), (0, b"s2", b"bad two")]
     messages += [(0, b"k", varied_login(BASE + 10 + i, i)) for i in range(10)]
     produce(kafka_brokers, input_topic, messages, config=BIG_PRODUCER)
-    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true")
+    env = flow_env(kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS, bounded=True)
     run_to_end(env, tmp_path)
 
     dlq = consume_all(kafka_brokers, topics["dlq"])
     shown = [(r.key, r.headers) for r in dlq]
-    assert sorted(record.key for record in dlq) == [b"big", b"s1", b"s2"], shown
+    assert sorted(record.key or b"" for record in dlq) == [b"big", b"s1", b"s2"], shown
     by_key = {record.key: record.headers for record in dlq}
     assert {key: headers.get("truncated") for key, headers in by_key.items()} == {
-        b"s1": None, b"big": str(len(big)).encode(), b"s2": None
+        b"s1": None,
+        b"big": str(len(big)).encode(),
+        b"s2": None,
     }, f"only the oversized reject may be truncated: {shown}"
     assert {key: headers.get("error") for key, headers in by_key.items()} == {
-        b"s1": b"invalid_json", b"big": b"too_long:app_version", b"s2": b"invalid_json"
+        b"s1": b"invalid_json",
+        b"big": b"too_long:app_version",
+        b"s2": b"invalid_json",
     }, shown
-    check_accounted(collect(kafka_brokers, topics), read_log(kafka_brokers, input_topic), WINDOW, LATENESS,
-                    revisions=False)
+    check_accounted(
+        collect(kafka_brokers, topics), read_log(kafka_brokers, input_topic), WINDOW, LATENESS, revisions=False
+    )

@@ -27,13 +27,15 @@ ABORTED_USER = "aborted-user"
 
 
 def transactional_producer(brokers: str) -> Producer:
-    producer = Producer({
-        "bootstrap.servers": brokers,
-        "transactional.id": f"hardening-{uuid.uuid4().hex}",
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 5,
-    })
+    producer = Producer(
+        {
+            "bootstrap.servers": brokers,
+            "transactional.id": f"hardening-{uuid.uuid4().hex}",
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+        }
+    )
     producer.init_transactions(30)
     return producer
 
@@ -125,8 +127,7 @@ def test_transactional_input_closes_every_window_and_hides_aborted_messages(
 ) -> None:
     input_topic = topic_factory(partitions=2)
     topics = output_topics(topic_factory)
-    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS))
+    env = flow_env(kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS)
     with DataflowCluster(env, tmp_path, processes=1, workers=2) as cluster:
         wait_for_log(cluster, lambda text: text.count("reading partition") >= 2, 60, "reading partition lines")
         aborted_values, ended = produce_transactions(kafka_brokers, input_topic, end_with_abort)
@@ -147,8 +148,7 @@ def test_bounded_run_over_transactional_input_ends_and_is_exact(
     topics = output_topics(topic_factory)
     aborted_values, _ = produce_transactions(kafka_brokers, input_topic, end_with_abort=True)
     log = check_log(kafka_brokers, input_topic, aborted_values)
-    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true")
+    env = flow_env(kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS, bounded=True)
     with DataflowCluster(env, tmp_path, processes=1, workers=2) as cluster:
         [finished] = cluster.wait(120)
     assert finished.returncode == 0, finished.stderr[-3000:]

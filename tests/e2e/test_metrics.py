@@ -1,4 +1,4 @@
-"""Scrape /metrics during a live run: the counters equal the batch answer of tests.reference."""
+"""Scrape /metrics during a live run: the counters equal the batch answer of devkit.reference."""
 
 import urllib.request
 from collections import Counter
@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.dataflow_runner import DataflowCluster, free_port
-from tests.kafka_harness import produce, wait_until
+from devkit.broker import free_port, wait_until
+from devkit.generator.events import GeneratorConfig, generate
+from devkit.records import produce
+from devkit.reference import expected_output, metrics_from_records
+from tests.dataflow_runner import DataflowCluster
 from tests.outputs import collect, flow_env, output_topics, read_partitions
-from tests.reference import expected_output, metrics_from_records
-from tools.generator import GeneratorConfig, generate
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -41,10 +42,15 @@ def test_metrics_endpoint_counts_what_the_run_produced(kafka_brokers: str, topic
     port = free_port()
     # Tail mode, so the process keeps serving /metrics after the last window:
     # historic event times close every window once all partitions are idle.
-    env = flow_env(kafka_brokers, input_topic, topics,
-                   BYTEWAX_DATAFLOW_API_ENABLED="true", BYTEWAX_DATAFLOW_API_PORT=str(port),
-                   # An existing directory for Bytewax's dataflow.json, not the repo.
-                   BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path))
+    env = flow_env(
+        kafka_brokers,
+        input_topic,
+        topics,
+        BYTEWAX_DATAFLOW_API_ENABLED="true",
+        BYTEWAX_DATAFLOW_API_PORT=str(port),
+        # An existing directory for Bytewax's dataflow.json, not the repo.
+        BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path),
+    )
     with DataflowCluster(env, tmp_path, processes=1, workers=2) as cluster:
 
         def completed() -> bool:
@@ -59,12 +65,15 @@ def test_metrics_endpoint_counts_what_the_run_produced(kafka_brokers: str, topic
 
     # Each counter against the independent answer, not against what the run wrote.
     assert by_label(samples, "loginflow_rejects_total", "reason") == {
-        reason: float(n) for reason, n in Counter(expected.rejects.values()).items()}
+        reason: float(n) for reason, n in Counter(expected.rejects.values()).items()
+    }
     assert by_label(samples, "loginflow_late_events_total", "partition") == {
-        str(partition): float(n) for partition, n in Counter(p for p, _ in expected.late).items()}
+        str(partition): float(n) for partition, n in Counter(p for p, _ in expected.late).items()
+    }
     # Every window closed once its partitions' logs passed it: one record per metric, no revisions.
     assert by_label(samples, "loginflow_records_emitted_total", "slice") == {
-        name: float(n) for name, n in Counter(name for _, name, _ in expected.metrics).items()}
+        name: float(n) for name, n in Counter(name for _, name, _ in expected.metrics).items()
+    }
     read = by_label(samples, "loginflow_messages_read_total", "partition")
     assert read == {str(p): float(len(values)) for p, values in inputs.items()}
     assert samples[("loginflow_closing_watermark_seconds", ())] > 0

@@ -11,23 +11,20 @@ from that snapshot's offsets, not from the beginning of the input.
 
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.dataflow_runner import RUN_SCRIPT, DataflowCluster, init_recovery
-from tests.evidence import assert_resumed, committed_epoch
-from tests.kafka_harness import consume_all, produce, wait_until
-from tests.outputs import assert_exact, collect, flow_env, output_topics, read_partitions, source_of
-from tests.reference import expected_output
-from tools.generator import GeneratorConfig, generate
+from devkit.broker import wait_until
+from devkit.records import consume_all
+from tests.dataflow_runner import RUN_SCRIPT, DataflowCluster, init_recovery, run_script_env
+from tests.evidence import assert_resumed, committed_epoch, finish_resumed
+from tests.outputs import assert_exact, collect, flow_env, output_topics, source_of
+from tests.skewed_input import LATENESS, WINDOW, produce_skewed_input
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
-WINDOW = 60
-LATENESS = 2
 RUN_TIMEOUT_S = 300
 
 
@@ -35,8 +32,9 @@ def distinct_rejects(brokers: str, topic: str) -> int:
     return len({source_of(record) for record in consume_all(brokers, topic)})
 
 
-def crash_when(cluster: DataflowCluster, brokers: str, dlq_topic: str, rejects: int, recovery_dir: Path,
-               before: int) -> None:
+def crash_when(
+    cluster: DataflowCluster, brokers: str, dlq_topic: str, rejects: int, recovery_dir: Path, before: int
+) -> None:
     """SIGKILL every process mid-run, once `rejects` distinct rejects were written and a snapshot newer than
     epoch `before` was committed.
 
@@ -46,7 +44,8 @@ def crash_when(cluster: DataflowCluster, brokers: str, dlq_topic: str, rejects: 
 
     def ready() -> bool:
         return cluster.any_exited() or (
-            committed_epoch(recovery_dir) > before and distinct_rejects(brokers, dlq_topic) >= rejects)
+            committed_epoch(recovery_dir) > before and distinct_rejects(brokers, dlq_topic) >= rejects
+        )
 
     wait_until(ready, timeout=RUN_TIMEOUT_S, interval=0.1, retry_on=(sqlite3.OperationalError,))
     codes = [process.poll() for process in cluster.running]
@@ -56,23 +55,27 @@ def crash_when(cluster: DataflowCluster, brokers: str, dlq_topic: str, rejects: 
 
 @pytest.fixture
 def skewed_input(kafka_brokers: str, topic_factory):
-    topic = topic_factory(partitions=3)
-    config = GeneratorConfig(count=150_000, users=2000, partitions=3, skew=(4.0, 2.0, 1.0), span=7200.0,
-                             bad_fraction=0.03, late_fraction=0.01, late_by=300.0, seed=23)
-    produce(kafka_brokers, topic, [(m.partition, m.key, m.value) for m in generate(config)])
-    inputs = read_partitions(kafka_brokers, topic)
-    return topic, inputs, expected_output(inputs, WINDOW, LATENESS)
+    return produce_skewed_input(kafka_brokers, topic_factory)
 
 
-def run_with_crashes(kafka_brokers: str, topic_factory, tmp_path: Path, skewed_input,
-                     layouts: list[tuple[int, int]]) -> None:
+def run_with_crashes(
+    kafka_brokers: str, topic_factory, tmp_path: Path, skewed_input, layouts: list[tuple[int, int]]
+) -> None:
     """Run each layout in turn on one recovery directory; all but the last are killed mid-run."""
     input_topic, inputs, expected = skewed_input
     topics = output_topics(topic_factory)
     # Small batches stretch the run over several snapshots, so each crash
     # can come after one was committed.
-    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true", BATCH_SIZE="10", LOG_FORMAT="kv")
+    env = flow_env(
+        kafka_brokers,
+        input_topic,
+        topics,
+        window=WINDOW,
+        lateness=LATENESS,
+        bounded=True,
+        BATCH_SIZE="10",
+        LOG_FORMAT="kv",
+    )
     recovery_dir = tmp_path / "recovery"
     recovery_args = init_recovery(recovery_dir)
     total_rejects = len(expected.rejects)
@@ -88,34 +91,39 @@ def run_with_crashes(kafka_brokers: str, topic_factory, tmp_path: Path, skewed_i
         # not depend on how long the dataflow was away.
         time.sleep(LATENESS + 1)
 
-    processes, workers = layouts[-1]
-    with DataflowCluster(env, tmp_path, processes, workers, recovery_args) as cluster:
-        results = cluster.wait(RUN_TIMEOUT_S)
-    for finished in results:
-        assert finished.returncode == 0, finished.stderr[-3000:]
-    assert_resumed(cluster, inputs)
+    cluster = finish_resumed(env, tmp_path, layouts[-1], recovery_args, inputs, RUN_TIMEOUT_S)
 
     out = collect(kafka_brokers, topics)
     assert_exact(out, expected, inputs, allow_duplicates=True)
 
 
-def test_crash_twice_and_resume_gives_the_exact_answer(kafka_brokers: str, topic_factory, tmp_path: Path,
-                                                       skewed_input) -> None:
+def test_crash_twice_and_resume_gives_the_exact_answer(
+    kafka_brokers: str, topic_factory, tmp_path: Path, skewed_input
+) -> None:
     run_with_crashes(kafka_brokers, topic_factory, tmp_path, skewed_input, [(2, 1), (2, 1), (2, 1)])
 
 
-def test_rescale_from_two_processes_to_one_to_three_workers(kafka_brokers: str, topic_factory, tmp_path: Path,
-                                                            skewed_input) -> None:
+def test_rescale_from_two_processes_to_one_to_three_workers(
+    kafka_brokers: str, topic_factory, tmp_path: Path, skewed_input
+) -> None:
     run_with_crashes(kafka_brokers, topic_factory, tmp_path, skewed_input, [(2, 1), (1, 1), (1, 3)])
 
 
-def test_run_script_inits_recovery_once_and_a_rerun_adds_nothing_new(kafka_brokers: str, topic_factory,
-                                                                      tmp_path: Path, skewed_input) -> None:
+def test_run_script_inits_recovery_once_and_a_rerun_adds_nothing_new(
+    kafka_brokers: str, topic_factory, tmp_path: Path, skewed_input
+) -> None:
     input_topic, inputs, expected = skewed_input
     topics = output_topics(topic_factory)
-    env = flow_env(kafka_brokers, input_topic, topics, WINDOW_SECONDS=str(WINDOW),
-                   ALLOWED_LATENESS_SECONDS=str(LATENESS), STOP_AT_END="true", LOG_FORMAT="kv",
-                   RECOVERY_DIR=str(tmp_path / "recovery"), RECOVERY_PARTITIONS="3", PYTHON=sys.executable)
+    env = flow_env(
+        kafka_brokers,
+        input_topic,
+        topics,
+        window=WINDOW,
+        lateness=LATENESS,
+        bounded=True,
+        LOG_FORMAT="kv",
+        **run_script_env(tmp_path / "recovery", 3),
+    )
     with DataflowCluster(env, tmp_path, processes=2, workers=1, command=RUN_SCRIPT) as cluster:
         results = cluster.wait(RUN_TIMEOUT_S)
     for finished in results:
@@ -133,4 +141,5 @@ def test_run_script_inits_recovery_once_and_a_rerun_adds_nothing_new(kafka_broke
     # Read to the high watermarks again: the rerun wrote nothing to any topic.
     after = collect(kafka_brokers, topics)
     assert {name: len(records) for name, records in after.items()} == {
-        name: len(records) for name, records in first.items()}
+        name: len(records) for name, records in first.items()
+    }

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.dataflow_runner import REPO, DataflowCluster, free_port
+from devkit.broker import LocalBroker, free_port
+from devkit.records import create_topic
+from devkit.reference import expected_output
+from tests.dataflow_runner import REPO, DataflowCluster
 from tests.evidence import read_to_end
-from tests.kafka_harness import LocalBroker, create_topic
 from tests.outputs import assert_exact, collect, flow_env, read_partitions
-from tests.reference import expected_output
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -31,14 +32,12 @@ def credentials(password: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory):
     sasl_port = free_port()
-    broker = LocalBroker.on_free_ports(tmp_path_factory.mktemp("sasl-broker"))
-    broker = LocalBroker(broker.port, broker.controller_port, broker.state_dir,
-                         {"KAFKA_SASL_PORT": str(sasl_port), "KAFKA_SASL_USERS": f"{USER}:{PASSWORD}"})
-    broker.up()
-    try:
+    broker = LocalBroker.on_free_ports(
+        tmp_path_factory.mktemp("sasl-broker"),
+        {"KAFKA_SASL_PORT": str(sasl_port), "KAFKA_SASL_USERS": f"{USER}:{PASSWORD}"},
+    )
+    with broker:
         yield broker, f"127.0.0.1:{sasl_port}"
-    finally:
-        broker.down()
 
 
 def test_dataflow_and_generator_authenticate(sasl_broker, tmp_path: Path) -> None:
@@ -46,11 +45,28 @@ def test_dataflow_and_generator_authenticate(sasl_broker, tmp_path: Path) -> Non
     input_topic = create_topic(broker.bootstrap, partitions=2)
     topics = {name: create_topic(broker.bootstrap) for name in ("metrics", "dlq", "late")}
     subprocess.run(
-        [sys.executable, "-m", "tools.generator", "--brokers", sasl, "--topic", input_topic, "--partitions", "2",
-         "--count", "3000", "--bad-fraction", "0.02", "--no-progress"],
-        cwd=REPO, env={**credentials(PASSWORD), "PATH": "/usr/bin:/bin"}, check=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "devkit.generator",
+            "--brokers",
+            sasl,
+            "--topic",
+            input_topic,
+            "--partitions",
+            "2",
+            "--count",
+            "3000",
+            "--bad-fraction",
+            "0.02",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env={**credentials(PASSWORD), "PATH": "/usr/bin:/bin"},
+        check=True,
+        timeout=120,
     )
-    env = flow_env(sasl, input_topic, topics, STOP_AT_END="true", LOG_FORMAT="kv", **credentials(PASSWORD))
+    env = {**flow_env(sasl, input_topic, topics, bounded=True, LOG_FORMAT="kv"), **credentials(PASSWORD)}
     with DataflowCluster(env, tmp_path) as cluster:
         (finished,) = cluster.wait(120)
     assert finished.returncode == 0, finished.stderr[-3000:]
@@ -64,7 +80,7 @@ def test_dataflow_and_generator_authenticate(sasl_broker, tmp_path: Path) -> Non
 def test_wrong_password_fails_fast_with_a_clear_message(sasl_broker, tmp_path: Path) -> None:
     broker, sasl = sasl_broker
     input_topic = create_topic(broker.bootstrap, partitions=1)
-    env = flow_env(sasl, input_topic, {"metrics": "m", "dlq": "d", "late": "l"}, **credentials("wrong"))
+    env = {**flow_env(sasl, input_topic, {"metrics": "m", "dlq": "d", "late": "l"}), **credentials("wrong")}
     started = time.monotonic()
     with DataflowCluster(env, tmp_path) as cluster:
         (finished,) = cluster.wait(60)

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from devkit.broker import wait_until
+from devkit.records import consume_all, produce
+from devkit.reference import expected_output, iso
 from tests.dataflow_runner import DataflowCluster
 from tests.evidence import log_texts, partition_starts
-from tests.kafka_harness import consume_all, produce, wait_until
-from tests.outputs import read_partitions, source_of
-from tests.reference import expected_output, iso
+from tests.outputs import json_of, read_partitions, source_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -33,8 +34,9 @@ def login(t: float, user: str = "tail-user") -> bytes:
 
 def broker_timestamps_ms(brokers: str, topic: str, count: int) -> list[int]:
     """The broker timestamps (producer create time) of the first `count` records of partition 0."""
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"tail-{time.monotonic_ns()}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": brokers, "group.id": f"tail-{time.monotonic_ns()}", "enable.auto.commit": False}
+    )
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         stamps: list[int] = []
@@ -74,8 +76,12 @@ def test_last_window_closes_by_wall_time_and_late_events_are_routed(
             return sorted(partition_starts(log_texts(cluster.logs))) == [0, 1]
 
         # Deadlines start once the dataflow reads, not while it starts up.
-        wait_until(reading_every_partition, timeout=120, interval=0.2,
-                   message=f"the dataflow never started reading both partitions:\n{cluster.tail()}")
+        wait_until(
+            reading_every_partition,
+            timeout=120,
+            interval=0.2,
+            message=f"the dataflow never started reading both partitions:\n{cluster.tail()}",
+        )
 
         # Partition 1 stays empty for the whole test: it must not hold windows open.
         now = time.time()
@@ -85,25 +91,32 @@ def test_last_window_closes_by_wall_time_and_late_events_are_routed(
 
         # The window [start, start+WINDOW) may close only once wall time passes
         # its end plus the allowed lateness; allow generous slack on top.
-        records = wait_until(lambda: consume_all(kafka_brokers, output),
-                             timeout=max(closes_at + SLACK_S - time.time(), SLACK_S),
-                             message="the last window was not emitted by wall-clock progress")
-        values = [json.loads(r.value) for r in records]
+        records = wait_until(
+            lambda: consume_all(kafka_brokers, output),
+            timeout=max(closes_at + SLACK_S - time.time(), SLACK_S),
+            message="the last window was not emitted by wall-clock progress",
+        )
+        values = [json_of(r.value) for r in records]
         assert [(v["key"]["user_id"], v["count"]) for v in values] == [("tail-user", 3)]
         assert values[0]["window_start"] == iso(window_start)
         (emitted_ms,) = broker_timestamps_ms(kafka_brokers, output, 1)
         assert emitted_ms >= closes_at * 1000, (
-            f"emitted {closes_at - emitted_ms / 1000:.3f}s before its end plus the allowed lateness")
+            f"emitted {closes_at - emitted_ms / 1000:.3f}s before its end plus the allowed lateness"
+        )
 
         # Move partition 0's log past the window's end plus the lateness, then
         # send the window again: late (by its log, not by wall time), not a revision.
         produce(kafka_brokers, input_topic, [(0, b"k", login(closes_at)), (0, b"k", login(window_start + 1))])
-        late_records = wait_until(lambda: consume_all(kafka_brokers, late), timeout=SLACK_S,
-                                  message="the late event did not reach the late topic")
+        late_records = wait_until(
+            lambda: consume_all(kafka_brokers, late),
+            timeout=SLACK_S,
+            message="the late event did not reach the late topic",
+        )
         inputs = read_partitions(kafka_brokers, input_topic)
         expected = expected_output(inputs, WINDOW, LATENESS, slices=((("user_id", "device_id"), 1),))
         assert {source_of(r): (r.headers["window_start"] or b"").decode() for r in late_records} == expected.late
         assert [r.value for r in late_records] == [login(window_start + 1)]
-        first_window = [r for r in consume_all(kafka_brokers, output)
-                        if json.loads(r.value)["window_start"] == iso(window_start)]
+        first_window = [
+            r for r in consume_all(kafka_brokers, output) if json_of(r.value)["window_start"] == iso(window_start)
+        ]
         assert len(first_window) == 1, f"the closed window was emitted again: {first_window}"

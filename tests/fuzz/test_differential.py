@@ -4,7 +4,7 @@ Hypothesis draws a configuration (partitions and their skew, disorder within
 and beyond the allowed lateness, the kinds and share of bad input, window
 length, slices and minimum counts, field limit, workers, batch and shard
 counts) and an input, runs the real topology on it with `bytewax.testing`,
-and compares every record, reject and late event with `tests.reference`.
+and compares every record, reject and late event with `devkit.reference`.
 A mismatch shrinks to a minimal configuration and input.
 
 A second property runs the same input in two bounded runs on one recovery
@@ -30,11 +30,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflow import Sinks, build_flow
-from operators import windowing
-from operators.encoding import KafkaRecord
-from operators.memory_source import MemorySource
-from operators.settings import Settings
-from tests.reference import Expected, expected_output, metrics_from_records
+from devkit.memory_source import MemorySource
+from devkit.reference import Expected, expected_output, metrics_from_records
+from operators.pure import window_shard
+from operators.pure.encoding import KafkaRecord
+from operators.runtime.settings import Settings
+from tests.outputs import by_source
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") == ""
@@ -84,7 +85,9 @@ configs = st.builds(
     window=st.sampled_from([1, 7, 60, 300]),
     lateness=st.sampled_from([0.0, 0.5, 3.0, 45.0, 400.0]),
     slices=st.lists(
-        st.tuples(st.sampled_from(FIELD_COMBOS), st.integers(1, 3)), min_size=1, max_size=4,
+        st.tuples(st.sampled_from(FIELD_COMBOS), st.integers(1, 3)),
+        min_size=1,
+        max_size=4,
         unique_by=lambda item: frozenset(item[0]),
     ).map(tuple),
     shards=st.integers(1, 5),
@@ -184,23 +187,10 @@ def run_flow(config: Config, inputs: Values, recovery: RecoveryConfig | None = N
     return out
 
 
-def by_source(records: list[KafkaRecord], header: str) -> dict[tuple[int, int], str]:
-    found: dict[tuple[int, int], str] = {}
-    for record in records:
-        headers = dict(record.headers)
-        source = (int(headers["source_partition"]), int(headers["source_offset"]))
-        assert source not in found, f"two records for {source}"
-        found[source] = headers[header].decode()  # type: ignore[union-attr]
-    return found
-
-
 def assert_matches(out: dict[str, list[KafkaRecord]], expected: Expected, inputs: Values) -> None:
-    assert metrics_from_records([r.value for r in out["metrics"]]) == expected.metrics  # type: ignore[misc]
-    assert by_source(out["dlq"], "error") == expected.rejects
-    assert by_source(out["late"], "window_start") == expected.late
-    for record in out["dlq"] + out["late"]:
-        headers = dict(record.headers)
-        assert record.value == inputs[int(headers["source_partition"])][int(headers["source_offset"])]
+    assert metrics_from_records([r.value for r in out["metrics"]]) == expected.metrics
+    assert by_source(out["dlq"], "error", inputs) == expected.rejects
+    assert by_source(out["late"], "window_start", inputs) == expected.late
 
 
 @fuzz_settings
@@ -213,12 +203,12 @@ def test_the_flow_gives_the_reference_answer_on_random_configurations(case: tupl
 
 @contextmanager
 def unbounded_revisions() -> Iterator[None]:
-    kept = windowing.REVISION_HORIZON_WINDOWS
-    windowing.REVISION_HORIZON_WINDOWS = 10**9
+    kept = window_shard.REVISION_HORIZON_WINDOWS
+    window_shard.REVISION_HORIZON_WINDOWS = 10**9
     try:
         yield
     finally:
-        windowing.REVISION_HORIZON_WINDOWS = kept
+        window_shard.REVISION_HORIZON_WINDOWS = kept
 
 
 def latest_metrics(records: list[KafkaRecord]) -> dict:

@@ -1,4 +1,4 @@
-"""The local broker and the test harness themselves: round trips, restarts, status codes."""
+"""The local broker and the dev kit's topic and record helpers themselves: round trips, restarts, status codes."""
 
 from __future__ import annotations
 
@@ -8,32 +8,32 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from tests.kafka_harness import (
-    LocalBroker,
-    OutMessage,
-    Record,
-    TopicFactory,
-    consume_all,
-    create_topic,
-    free_ports,
-    headers_dict,
-    produce,
-)
+from devkit.broker import LocalBroker, free_ports
+from devkit.records import OutMessage, Record, consume_all, create_topic, headers_dict, produce
+from tests.outputs import TopicFactory
 
 pytestmark = pytest.mark.kafka
 
 
-def expected_records(messages: list[OutMessage], offsets: list[tuple[int, int]]) -> list[Record]:
-    """What consume_all should return for ``messages`` written with the given delivery offsets."""
+Content = tuple[int, int, bytes | None, bytes | None, dict[str, bytes | None]]
+"""A record's (partition, offset, key, value, headers): all but the broker's timestamp."""
+
+
+def contents(records: list[Record]) -> list[Content]:
+    return [(r.partition, r.offset, r.key, r.value, r.headers) for r in records]
+
+
+def expected_records(messages: list[OutMessage], offsets: list[tuple[int, int]]) -> list[Content]:
+    """What consume_all should return for ``messages`` written with the given delivery offsets, timestamps aside."""
     by_partition: dict[int, list[OutMessage]] = {}
     for message in messages:
         by_partition.setdefault(message[0], []).append(message)
     next_offset = {p: min(o for q, o in offsets if q == p) for p in by_partition}
-    records = []
+    records: list[Content] = []
     for partition, sent in sorted(by_partition.items()):
         for message in sent:
             headers = headers_dict(message[3]) if len(message) > 3 else {}
-            records.append(Record(partition, next_offset[partition], message[1], message[2], headers))
+            records.append((partition, next_offset[partition], message[1], message[2], headers))
             next_offset[partition] += 1
     return records
 
@@ -50,8 +50,9 @@ def test_round_trip_on_three_partitions(kafka_brokers: str, topic_factory: Topic
     offsets = produce(kafka_brokers, topic, messages)
     records = consume_all(kafka_brokers, topic)
 
-    assert records == expected_records(messages, offsets)
+    assert contents(records) == expected_records(messages, offsets)
     assert sorted({r.partition for r in records}) == [0, 1, 2]
+    assert all(r.timestamp_ms > 0 and not r.log_append_time for r in records), "producer (CreateTime) timestamps"
 
 
 def test_consume_all_empty_topic_returns_nothing(kafka_brokers: str, topic_factory: TopicFactory) -> None:
@@ -84,8 +85,6 @@ def test_records_survive_broker_restart(tmp_path: Path) -> None:
     broker = LocalBroker.on_free_ports(tmp_path / "kafka")
     try:
         broker.up()
-        if os.environ.get("LOCAL_BROKER") == "tansu":
-            pytest.skip("LOCAL_BROKER=tansu was chosen: that broker keeps data in memory only")
         assert broker.kind() == "apache"
         topic = create_topic(broker.bootstrap, partitions=2)
         messages: list[OutMessage] = [(i % 2, f"user-{i}".encode(), f"login {i}".encode()) for i in range(200)]
@@ -97,7 +96,7 @@ def test_records_survive_broker_restart(tmp_path: Path) -> None:
         assert broker.status() == 0
 
         records = consume_all(broker.bootstrap, topic, expected_count=len(messages))
-        assert records == expected_records(messages, offsets)
+        assert contents(records) == expected_records(messages, offsets)
         assert consume_all(broker.bootstrap, topic) == records
     finally:
         broker.down()
@@ -127,11 +126,10 @@ def test_up_without_java_fails_instead_of_falling_back_to_tansu(tmp_path: Path) 
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     java = fake_bin / "java"
-    java.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     java.chmod(0o755)
     environment = {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "JAVA_HOME": "", "LOCAL_BROKER": "apache"}
-    broker = LocalBroker.on_free_ports(tmp_path / "kafka")
-    broker = LocalBroker(broker.port, broker.controller_port, broker.state_dir, env=environment)
+    broker = LocalBroker.on_free_ports(tmp_path / "kafka", environment)
     try:
         result = broker.run("up")
         assert result.returncode == 1, result.stdout + result.stderr

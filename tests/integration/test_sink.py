@@ -7,16 +7,19 @@ import os
 import pytest
 from confluent_kafka import Producer
 
-from operators.encoding import KafkaRecord, RecordChunk
-from operators.kafka_sink import TRUNCATED_VALUE_BYTES, DeliveryError, KafkaTopicSink
-from operators.murmur2 import partition_for
-from operators.settings import Settings
-from operators.transactional_writer import TransactionalWriter
-from tests.kafka_harness import TopicFactory, consume_all, headers_dict
+from devkit.records import consume_all, headers_dict
+from operators.kafka.sink import TRUNCATED_VALUE_BYTES, DeliveryError, KafkaTopicSink
+from operators.kafka.transactional_writer import TransactionalWriter
+from operators.pure.encoding import KafkaRecord, RecordChunk
+from operators.pure.murmur2 import partition_for
+from operators.runtime.settings import Settings
+from tests.outputs import TopicFactory
 
 pytestmark = pytest.mark.kafka
 
-EXACTLY_ONCE = {"processing_guarantee": "exactly-once", "transactional_id_prefix": "sink-test"}
+
+def exactly_once(brokers: str) -> Settings:
+    return Settings(brokers=brokers, processing_guarantee="exactly-once", transactional_id_prefix="sink-test")
 
 
 def write_chunk(sink: KafkaTopicSink, records: list[KafkaRecord], origin: str = "shard#0") -> None:
@@ -29,8 +32,9 @@ def write_chunk(sink: KafkaTopicSink, records: list[KafkaRecord], origin: str = 
         part.close()
 
 
-def test_sink_writes_every_record_with_its_key_value_and_headers(kafka_brokers: str,
-                                                                 topic_factory: TopicFactory) -> None:  # fmt: skip
+def test_sink_writes_every_record_with_its_key_value_and_headers(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
     topic = topic_factory(1)
     sink = KafkaTopicSink(Settings(brokers=kafka_brokers), topic, "OUTPUT_TOPIC")
     records = [KafkaRecord(b"k%d" % i, b"v%d" % i, [("h", b"%d" % i)] if i % 2 else []) for i in range(2_000)]
@@ -72,10 +76,11 @@ def test_keyed_records_land_where_javas_partitioner_puts_them(
 ) -> None:
     topic = topic_factory(5)
     settings = Settings(brokers=kafka_brokers, processing_guarantee=guarantee, transactional_id_prefix="place")
-    records = [KafkaRecord(f'["w","user_id",u{i}]'.encode(), b"%d" % i, []) for i in range(500)]
+    keys = [f'["w","user_id",u{i}]'.encode() for i in range(500)]
+    records = [KafkaRecord(key, b"%d" % i, []) for i, key in enumerate(keys)]
     write_chunk(KafkaTopicSink(settings, topic, "OUTPUT_TOPIC"), records)
     placed = {r.key: r.partition for r in consume_all(kafka_brokers, topic)}
-    assert placed == {r.key: partition_for(r.key, 5) for r in records}
+    assert placed == {key: partition_for(key, 5) for key in keys}
     # And librdkafka's own Java-compatible partitioner agrees, key by key.
     check = topic_factory(5)
     producer = Producer({"bootstrap.servers": kafka_brokers, "partitioner": "murmur2_random"})
@@ -93,7 +98,7 @@ def test_a_resumed_transactional_writer_skips_what_it_already_committed(
     kafka_brokers: str, topic_factory: TopicFactory
 ) -> None:
     topic = topic_factory(1)
-    settings = Settings(brokers=kafka_brokers, **EXACTLY_ONCE)
+    settings = exactly_once(kafka_brokers)
     epoch1 = [KafkaRecord(b"a", b"1", []), KafkaRecord(b"b", b"1", [("h", b"x")])]
     epoch2 = [KafkaRecord(b"c", b"1", []), KafkaRecord(b"a", b"2", [])]
     writer = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
@@ -115,7 +120,7 @@ def test_a_transaction_left_open_by_a_crash_is_aborted_by_the_next_writer(
     kafka_brokers: str, topic_factory: TopicFactory
 ) -> None:
     topic = topic_factory(1)
-    settings = Settings(brokers=kafka_brokers, **EXACTLY_ONCE)
+    settings = exactly_once(kafka_brokers)
     crashed = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
     crashed.write_batch([[KafkaRecord(b"lost", b"1", [])]])
     crashed._producer.flush(10)  # on the broker, in an open transaction

@@ -10,11 +10,12 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from operators.kafka_source import KafkaPartitionReader
-from operators.metrics import OFFSETS_SKIPPED
-from operators.partition import PartitionState
-from operators.settings import Settings
-from tests.kafka_harness import TopicFactory, produce
+from devkit.records import produce
+from operators.kafka.source import KafkaPartitionReader
+from operators.pure.partition import PartitionState
+from operators.runtime.metrics import OFFSETS_SKIPPED
+from operators.runtime.settings import Settings
+from tests.outputs import TopicFactory
 
 pytestmark = pytest.mark.kafka
 
@@ -33,7 +34,7 @@ def test_a_resume_offset_deleted_by_retention_is_skipped_loudly(
     settings = Settings(brokers=kafka_brokers, input_topic=topic, stop_at_end=True)
     before = OFFSETS_SKIPPED.labels("0")._value.get()
     reader = KafkaPartitionReader(settings, 0, 1, PartitionState(2, -math.inf, -math.inf))
-    with caplog.at_level(logging.WARNING, logger="operators.kafka_source"):
+    with caplog.at_level(logging.WARNING, logger="operators.kafka.source"):
         batches = []
         while True:
             try:

@@ -30,9 +30,9 @@ import bytewax.run as bytewax_run
 import pytest
 import yaml
 
-from operators.settings import Settings
-from operators.topics import metrics_topic_config
-from tools import generator
+from devkit.generator import cli as generator_cli
+from operators.kafka.topics import metrics_topic_config
+from operators.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -265,8 +265,11 @@ def bytewax_cli_env() -> frozenset[str]:
     """The `[env: NAME]` variables `python -m bytewax.run --help` lists."""
     out = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "--help"],
-        capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "500"},
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "500"},
+    ).stdout
     names = frozenset(re.findall(r"\[env:\s+([A-Z0-9_]+)\]", out))
     assert {"BYTEWAX_PROCESS_ID", "BYTEWAX_ADDRESSES"} <= names, out
     return names
@@ -502,15 +505,15 @@ def test_dataflow_command_is_accepted_by_bytewax_run(
 
 def test_generator_command_matches_its_cli() -> None:
     svc = service("generator")
-    assert svc["entrypoint"] == ["python", "-m", "tools.generator"]
-    assert workdir() / "tools" / "generator.py" in image_files()
+    assert svc["entrypoint"] == ["python", "-m", "devkit.generator"]
+    assert workdir() / "devkit" / "generator" / "__main__.py" in image_files()
     assert svc["restart"] == "unless-stopped"
     assert svc["depends_on"]["topic-init"]["condition"] == "service_completed_successfully"
     command = [str(word) for word in svc["command"]]
-    parser = generator.build_parser()
+    parser = generator_cli.build_parser()
     parser.allow_abbrev = False  # the flags as the generator spells them, not prefixes
     args = parser.parse_args(command)  # exits on an unknown or malformed flag
-    config = generator.config_from_args(args)  # raises on inconsistent flags
+    config = generator_cli.config_from_args(args)  # raises on inconsistent flags
     assert config.realtime and config.count is None, "the compose generator runs until stopped"
     assert args.rate > 0 and not args.to_file and not args.from_file
     assert args.brokers == "kafka:9092"
@@ -644,5 +647,5 @@ def test_dockerignore_keeps_the_context_clean() -> None:
         "docker-compose.yaml",
     ):
         assert dockerignored(path), path
-    for path in ("requirements.txt", "dataflow.py", "operators/settings.py", "tools/generator.py"):
+    for path in ("requirements.txt", "dataflow.py", "operators/runtime/settings.py", "devkit/generator/events.py"):
         assert not dockerignored(path), path

@@ -5,9 +5,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from operators.collector import OLDER_THRESHOLDS, YOUNG_THRESHOLD, relax_collector
-from operators.settings import SliceSpec
-from operators.windowing import WindowShardLogic
+from operators.count import WindowShardLogic
+from operators.pure.slices import SliceSpec
+from operators.runtime.collector import OLDER_THRESHOLDS, YOUNG_THRESHOLD, relax_collector
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from operators.encoding import (
+from operators.pure.encoding import (
     KafkaRecord,
     RecordChunk,
     encode_late,
@@ -15,10 +15,10 @@ from operators.encoding import (
     isoformat_utc,
     source_headers,
 )
-from operators.events import RawMessage
-from operators.partition import LateEvent, Reject
-from operators.settings import SliceSpec
-from operators.windowing import ClosedCounts, UncountedCount, WindowCount
+from operators.pure.events import RawMessage
+from operators.pure.partition import LateEvent, Reject
+from operators.pure.slices import SliceSpec
+from operators.pure.window_shard import ClosedCounts, UncountedCount, WindowCount
 
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z
 
@@ -65,6 +65,7 @@ def test_metric_key_object_follows_slice_field_order() -> None:
 def test_metric_with_single_field_slice() -> None:
     record = encode_metric(WindowCount(T0, T0 + 60, SliceSpec(("user_id",), 1), ("u1",), 12))
     assert record.key == b'["2024-03-01T00:00:00Z","user_id","u1"]'
+    assert record.value is not None
     assert json.loads(record.value) == {
         "window_start": "2024-03-01T00:00:00Z",
         "window_end": "2024-03-01T00:01:00Z",
@@ -77,6 +78,7 @@ def test_metric_with_single_field_slice() -> None:
 def test_metric_escapes_and_keeps_unicode_as_utf8() -> None:
     record = encode_metric(WindowCount(T0, T0 + 60, USER_IP, ('qu"o\\te', "用户"), 2))
     assert record.key == '["2024-03-01T00:00:00Z","user_id+ip","qu\\"o\\\\te","用户"]'.encode()
+    assert record.value is not None
     assert json.loads(record.value)["key"] == {"user_id": 'qu"o\\te', "ip": "用户"}
 
 

@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from operators import events, jsonio
-from operators.events import MAX_EVENT_TIME, MIN_EVENT_TIME, UNKNOWN, LoginEvent, parse_event_time, parse_value
-from tools.generator import GeneratorConfig, generate
+from devkit.generator.events import GeneratorConfig, generate
+from operators.pure import events, jsonio
+from operators.pure.events import MAX_EVENT_TIME, MIN_EVENT_TIME, UNKNOWN, LoginEvent, parse_event_time, parse_value
 
 T = 1_694_479_551  # 2023-09-12, comfortably inside the accepted range
 
@@ -255,7 +255,6 @@ def test_timestamp_is_checked_before_optional_fields() -> None:
     assert parse_value(doc(ip=1, timestamp="x")) == "bad_format:timestamp"
 
 
-
 def _general_path(value: bytes | None) -> object:
     """The contract checked one rule at a time, bypassing the fast path."""
     if value is None:
@@ -268,8 +267,9 @@ def _general_path(value: bytes | None) -> object:
 
 
 def test_fast_path_agrees_with_the_general_rules_on_generated_traffic() -> None:
-    config = GeneratorConfig(count=5_000, users=200, bad_fraction=0.2, missing_device_type=0.1,
-                             odd_timestamps=0.2, seed=7)  # fmt: skip
+    config = GeneratorConfig(
+        count=5_000, users=200, bad_fraction=0.2, missing_device_type=0.1, odd_timestamps=0.2, seed=7
+    )
     values = [message.value for message in generate(config)]
     fast = [parse_value(value) for value in values]
     assert fast == [_general_path(value) for value in values]

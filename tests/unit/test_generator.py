@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.kafka_harness import consume_all as harness_consume_all
-from tools import generator_kafka
-from tools.generator import (
+from devkit.generator import kafka as generator_kafka
+from devkit.generator.cli import main
+from devkit.generator.events import (
     BAD_KINDS,
     TS_FLOAT,
     TS_INT,
@@ -32,12 +32,12 @@ from tools.generator import (
     drafts,
     format_timestamp,
     generate,
-    main,
     split_count,
     stamp,
     summarize,
 )
-from tools.generator_kafka import pump, read_jsonl, write_jsonl
+from devkit.generator.kafka import pump, read_jsonl, write_jsonl
+from devkit.records import consume_all
 
 ROOT = Path(__file__).resolve().parents[2]
 LOW, HIGH = 946_684_800, 4_102_444_800  # the contract's [2000-01-01, 2100-01-01)
@@ -104,8 +104,23 @@ def test_different_seeds_give_different_streams() -> None:
 def test_cli_output_in_a_fresh_process_matches_generate(tmp_path: Path) -> None:
     # A separate interpreter has a different hash seed: nothing may depend on it.
     out = tmp_path / "events.jsonl"
-    cmd = [sys.executable, "-m", "tools.generator", "--count", "3000", "--bad-fraction", "0.2",
-           "--late-fraction", "0.05", "--skew", "3,1", "--seed", "7", "--to-file", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "devkit.generator",
+        "--count",
+        "3000",
+        "--bad-fraction",
+        "0.2",
+        "--late-fraction",
+        "0.05",
+        "--skew",
+        "3,1",
+        "--seed",
+        "7",
+        "--to-file",
+        str(out),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "generator: wrote 3,000 messages" in done.stderr
@@ -295,7 +310,8 @@ def test_random_bytes_reach_max_bad_size() -> None:
 
 
 def test_realtime_drafts_are_stamped_at_send_time() -> None:
-    config = GeneratorConfig(count=4000, realtime=True, rate=100, skew=(3, 1), partitions=2, late_fraction=0.1)
+    count = 4000
+    config = GeneratorConfig(count=count, realtime=True, rate=100, skew=(3, 1), partitions=2, late_fraction=0.1)
     clock = 1_800_000_000.0
     for d in drafts(config):
         m = stamp(d, clock)
@@ -305,7 +321,7 @@ def test_realtime_drafts_are_stamped_at_send_time() -> None:
         else:
             assert clock - config.jitter - 1 <= t <= clock
     share = Counter(d.partition for d in drafts(config))
-    assert share[0] / config.count == pytest.approx(0.75, abs=0.03)
+    assert share[0] / count == pytest.approx(0.75, abs=0.03)
 
 
 def test_generate_simulates_the_send_clock_in_realtime_mode() -> None:
@@ -357,20 +373,53 @@ def test_cli_rejects_inconsistent_options(argv: list[str], capsys: pytest.Captur
 
 def test_cli_maps_options_onto_the_config(tmp_path: Path) -> None:
     out = tmp_path / "x.jsonl"
-    argv = ["--rate", "100", "--duration", "20", "--users", "10", "--partitions", "4", "--span", "60",
-            "--start", "1700000000", "--late-fraction", "0.2", "--late-by", "30", "--jitter", "0",
-            "--missing-device-type", "0", "--odd-timestamps", "0", "--no-progress", "--to-file", str(out)]  # fmt: skip
+    argv = [
+        "--rate",
+        "100",
+        "--duration",
+        "20",
+        "--users",
+        "10",
+        "--partitions",
+        "4",
+        "--span",
+        "60",
+        "--start",
+        "1700000000",
+        "--late-fraction",
+        "0.2",
+        "--late-by",
+        "30",
+        "--jitter",
+        "0",
+        "--missing-device-type",
+        "0",
+        "--odd-timestamps",
+        "0",
+        "--no-progress",
+        "--to-file",
+        str(out),
+    ]
     assert main(argv) == 0
     expected = GeneratorConfig(
-        count=2000, rate=100, users=10, partitions=4, span=60, start=1700000000, late_fraction=0.2, late_by=30,
-        jitter=0, missing_device_type=0, odd_timestamps=0,
-    )  # fmt: skip
+        count=2000,
+        rate=100,
+        users=10,
+        partitions=4,
+        span=60,
+        start=1700000000,
+        late_fraction=0.2,
+        late_by=30,
+        jitter=0,
+        missing_device_type=0,
+        odd_timestamps=0,
+    )
     assert list(read_jsonl(out)) == list(generate(expected))
 
 
 def test_help_runs_as_a_module() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tools.generator", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "devkit.generator", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0
     assert "--bad-fraction" in done.stdout and "--from-file" in done.stdout
@@ -428,7 +477,7 @@ def test_pump_paces_to_the_rate_and_stops_at_the_duration(monkeypatch: pytest.Mo
 def read_topic(brokers: str, topic: str) -> dict[int, list[tuple[Any, Any]]]:
     """The topic to the high watermark it has once the generator returned, so duplicates show."""
     got: dict[int, list[tuple[Any, Any]]] = defaultdict(list)
-    for record in harness_consume_all(brokers, topic):
+    for record in consume_all(brokers, topic):
         got[record.partition].append((record.key, record.value))
     return got
 
@@ -443,8 +492,24 @@ def test_produces_byte_exact_messages_to_their_partitions(kafka_brokers: str, tm
     topics = [f"gen-test-{uuid.uuid4().hex[:12]}", f"gen-test-{uuid.uuid4().hex[:12]}"]
     common = ["--brokers", brokers, "--create-topic", "--partitions", "3", "--no-progress"]
     try:
-        assert main([*common, "--topic", topics[0], "--count", "3000", "--bad-fraction", "0.3",
-                     "--max-bad-size", "300000", "--skew", "5,1,1"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    *common,
+                    "--topic",
+                    topics[0],
+                    "--count",
+                    "3000",
+                    "--bad-fraction",
+                    "0.3",
+                    "--max-bad-size",
+                    "300000",
+                    "--skew",
+                    "5,1,1",
+                ]
+            )
+            == 0
+        )
         assert main([*common, "--topic", topics[1], "--from-file", str(recording), "--rate", "5000"]) == 0
         for topic in topics:
             got = read_topic(brokers, topic)

@@ -1,7 +1,7 @@
 import json
 import logging
 
-from operators.logs import JsonFormatter, RateLimit, kv
+from operators.runtime.logs import JsonFormatter, RateLimit, kv
 
 
 def test_kv_renders_pairs_in_order() -> None:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from operators.murmur2 import murmur2, partition_for
-from operators.settings import Settings
-from operators.transactional_writer import identity, transactional_id
+from operators.kafka.transactional_writer import identity, transactional_id
+from operators.pure.murmur2 import murmur2, partition_for
+from operators.runtime.settings import Settings
 
 # From Apache Kafka's UtilsTest.testMurmur2 (clients/src/test/.../utils/UtilsTest.java).
 KAFKA_CASES = {

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from operators.events import RawMessage
-from operators.partition import LateEvent, PartitionBatch, PartitionState, PartitionTracker, Reject, window_start
+from operators.pure.events import RawMessage
+from operators.pure.partition import LateEvent, PartitionBatch, PartitionState, PartitionTracker, Reject, window_start
 
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z, a window boundary for 60 s windows
 
@@ -19,8 +19,8 @@ def messages(*values: bytes | None, partition: int = 0, first_offset: int = 0) -
     return [RawMessage(b"k", value, partition, offset) for offset, value in enumerate(values, start=first_offset)]
 
 
-def tracker(**kwargs: float) -> PartitionTracker:
-    return PartitionTracker(0, 3, 60, 10.0, **kwargs)
+def tracker(max_event_time: float = -math.inf, watermark: float = -math.inf) -> PartitionTracker:
+    return PartitionTracker(0, 3, 60, 10.0, max_event_time, watermark)
 
 
 def times(batch: PartitionBatch) -> list[float]:

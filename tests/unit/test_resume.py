@@ -8,7 +8,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from operators.resume import has_committed_epoch, recovery_directory
+from operators.runtime.resume import has_committed_epoch, recovery_directory
 
 
 def test_the_recovery_directory_comes_from_bytewax_runs_arguments_or_environment() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from operators.settings import DEFAULT_SLICES, ConfigError, Settings, SliceSpec, parse_slices
+from operators.pure.slices import SliceSpec
+from operators.runtime.settings import DEFAULT_SLICES, ConfigError, Settings, parse_slices
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -230,8 +231,14 @@ def test_logging_and_pseudonymization_settings_are_checked(env: dict[str, str], 
 
 
 def test_pseudonymize_settings_parse_and_secrets_stay_out_of_repr() -> None:
-    settings = Settings.from_env({"PSEUDONYMIZE": "ip, user_id", "PSEUDONYMIZE_KEY": "a-long-enough-key",
-                                  "KAFKA_PROP_SASL_PASSWORD": "hunter2", "LOG_FORMAT": "JSON"})
+    settings = Settings.from_env(
+        {
+            "PSEUDONYMIZE": "ip, user_id",
+            "PSEUDONYMIZE_KEY": "a-long-enough-key",
+            "KAFKA_PROP_SASL_PASSWORD": "hunter2",
+            "LOG_FORMAT": "JSON",
+        }
+    )
     assert settings.pseudonymize == frozenset({"ip", "user_id"})
     assert settings.log_format == "json"
     assert "hunter2" not in repr(settings) and "a-long-enough-key" not in repr(settings)

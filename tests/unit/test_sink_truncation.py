@@ -1,9 +1,9 @@
 """Pure parts of the output path: truncating a refused forward, the metrics topic's config."""
 
-from operators.encoding import KafkaRecord
-from operators.kafka_sink import TRUNCATED_VALUE_BYTES, truncated
-from operators.settings import Settings
-from operators.topics import metrics_topic_config
+from operators.kafka.sink import TRUNCATED_VALUE_BYTES, truncated
+from operators.kafka.topics import metrics_topic_config
+from operators.pure.encoding import KafkaRecord
+from operators.runtime.settings import Settings
 
 
 def test_a_refused_forward_keeps_its_key_and_headers_and_says_how_long_it_was() -> None:

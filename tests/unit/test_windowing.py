@@ -8,28 +8,30 @@ import zlib
 
 import pytest
 
-from operators.events import LoginEvent
-from operators.partition import PartitionBatch
-from operators.settings import SliceSpec
-from operators.windowing import (
-    REVISION_HORIZON_WINDOWS,
+from operators.count import WindowShardLogic
+from operators.pure.events import LoginEvent
+from operators.pure.partition import PartitionBatch
+from operators.pure.shards import (
     ROUTING_VERSION,
-    ClosedCounts,
     ConfigFingerprint,
     ConfigMismatchError,
     ShardCounter,
-    ShardSnapshot,
     ShardUpdate,
-    UncountedCount,
-    WindowCount,
-    WindowShard,
-    WindowShardLogic,
     bucket_of,
     key_getter,
-    merge_counts,
     routing_index,
     shard_key,
     shard_of,
+)
+from operators.pure.slices import SliceSpec
+from operators.pure.window_shard import (
+    REVISION_HORIZON_WINDOWS,
+    ClosedCounts,
+    ShardSnapshot,
+    UncountedCount,
+    WindowCount,
+    WindowShard,
+    merge_counts,
 )
 
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z, a window boundary for 60 s windows
@@ -40,13 +42,26 @@ BY_APP_DEVICE = SliceSpec(("app_version", "device_type"), 1)
 BY_USER_MIN2 = SliceSpec(("user_id",), 2)
 
 
-def event(t: float, user: str = "u1", app: str = "2.3.0", device_type: str = "android", ip: str = "10.0.0.1",
-          locale: str = "TX", device_id: str = "d1") -> LoginEvent:
+def event(
+    t: float,
+    user: str = "u1",
+    app: str = "2.3.0",
+    device_type: str = "android",
+    ip: str = "10.0.0.1",
+    locale: str = "TX",
+    device_id: str = "d1",
+) -> LoginEvent:
     return LoginEvent(float(t), user, app, device_type, ip, locale, device_id)
 
 
-def batch(*events: LoginEvent, partition: int = 0, partition_count: int = 2, watermark: float = -math.inf,
-          finished: bool = False, progressed: bool = True) -> PartitionBatch:
+def batch(
+    *events: LoginEvent,
+    partition: int = 0,
+    partition_count: int = 2,
+    watermark: float = -math.inf,
+    finished: bool = False,
+    progressed: bool = True,
+) -> PartitionBatch:
     progress = math.inf if finished else watermark
     return PartitionBatch(partition, partition_count, list(events), [], [], watermark, finished, progressed, progress)
 
@@ -63,9 +78,18 @@ def flat(windows: dict[int, dict[tuple[str, ...], int]]) -> dict[tuple[int, tupl
     return {(start, values): n for start, keys in windows.items() for values, n in keys.items()}
 
 
-def update(partition: int, watermark: float, counts: dict | None = None, *, partition_count: int = 2,
-           finished: bool = False, slice_index: int = 0, progress: float | None = None,
-           slices: tuple[SliceSpec, ...] = (BY_USER,), window: int = 60) -> ShardUpdate:
+def update(
+    partition: int,
+    watermark: float,
+    counts: dict | None = None,
+    *,
+    partition_count: int = 2,
+    finished: bool = False,
+    slice_index: int = 0,
+    progress: float | None = None,
+    slices: tuple[SliceSpec, ...] = (BY_USER,),
+    window: int = 60,
+) -> ShardUpdate:
     """A shard update; progress defaults to the watermark (being read), or +inf once finished."""
     if progress is None:
         progress = math.inf if finished else watermark
@@ -119,7 +143,7 @@ def test_a_slice_is_routed_by_its_most_selective_field() -> None:
 
 
 def test_merge_counts_adds_shared_keys_and_keeps_the_rest() -> None:
-    into = {("a",): 2, ("b",): 1}
+    into: dict[tuple[str, ...], int] = {("a",): 2, ("b",): 1}
     merge_counts(into, {("b",): 3, ("c",): 1})
     assert into == {("a",): 2, ("b",): 4, ("c",): 1}
     merge_counts(into, {("d",): 5})
@@ -130,8 +154,12 @@ def test_counter_gives_every_shard_a_progressed_watermark_even_with_no_counts() 
     counter = ShardCounter((BY_USER, BY_APP_DEVICE), 60, 3)
     updates = counter(batch(partition=1, partition_count=4, watermark=T0 + 5.5, finished=True))
     assert [key for key, _ in updates] == [
-        "user_id#0", "user_id#1", "user_id#2",
-        "app_version+device_type#0", "app_version+device_type#1", "app_version+device_type#2",
+        "user_id#0",
+        "user_id#1",
+        "user_id#2",
+        "app_version+device_type#0",
+        "app_version+device_type#1",
+        "app_version+device_type#2",
     ]
     fingerprint = ConfigFingerprint.of((BY_USER, BY_APP_DEVICE), 60, 3)
     assert [u for _, u in updates] == [ShardUpdate(0, 1, 4, T0 + 5.5, math.inf, {}, fingerprint)] * 3 + [
@@ -167,7 +195,7 @@ def test_counter_routes_each_key_to_exactly_one_bucket() -> None:
     updates = counter(batch(*events))
     seen: dict[tuple[int, tuple], list[str]] = {}
     for key, shard_update in updates:
-        for (_, values) in flat(shard_update.counts):
+        for _, values in flat(shard_update.counts):
             seen.setdefault((shard_update.slice_index, values), []).append(key)
     for (slice_index, values), keys in seen.items():
         spec = (BY_USER, BY_APP_DEVICE)[slice_index]
@@ -268,8 +296,9 @@ def test_min_count_filters_small_counts() -> None:
     slices = (BY_USER, BY_USER_MIN2)
     shard = WindowShard(slices, 60, BUCKETS)
     counts = {(T0, ("once",)): 1, (T0, ("twice",)): 2, (T0, ("thrice",)): 3}
-    emitted = shard.apply([update(0, T0 + 60, counts, slice_index=1, slices=slices),
-                           update(1, T0 + 60, slice_index=1, slices=slices)])
+    emitted = shard.apply(
+        [update(0, T0 + 60, counts, slice_index=1, slices=slices), update(1, T0 + 60, slice_index=1, slices=slices)]
+    )
     assert emitted == closed(count(T0, "thrice", 3, BY_USER_MIN2), count(T0, "twice", 2, BY_USER_MIN2))
     assert shard.windows == {}
 
@@ -288,7 +317,7 @@ def test_count_for_a_window_its_log_passed_comes_out_uncounted(caplog: pytest.Lo
     shard.apply([update(0, T0 + 60, {(T0, ("u1",)): 1}), update(1, T0 + 65)])
     # Both logs passed T0+60: no on-time count can come, so the window is let go of.
     assert shard.revisable == {}
-    with caplog.at_level(logging.ERROR, logger="operators.windowing"):
+    with caplog.at_level(logging.ERROR, logger="operators.pure.window_shard"):
         out = shard.apply([update(1, T0 + 70, {(T0, ("u1",)): 4, (T0 + 60, ("u1",)): 1})])
     assert out == closed(uncounted=(UncountedCount(T0, T0 + 60, BY_USER, ("u1",), 4),))
     assert shard.uncounted == 4
@@ -309,8 +338,9 @@ def test_count_for_empty_window_its_log_passed_comes_out_uncounted() -> None:
 def test_window_closed_by_idle_progress_is_revised_by_a_later_on_time_count() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     # Partition 0 read up to T0+10 and then sat idle long enough to let T0 close.
-    first = shard.apply([update(0, T0 + 10, {(T0, ("u1",)): 1, (T0, ("u2",)): 5}, progress=T0 + 130),
-                         update(1, T0 + 130)])
+    first = shard.apply(
+        [update(0, T0 + 10, {(T0, ("u1",)): 1, (T0, ("u2",)): 5}, progress=T0 + 130), update(1, T0 + 130)]
+    )
     assert first == closed(count(T0, "u1", 1), count(T0, "u2", 5))
     assert shard.revisable == {T0: {("u1",): 1, ("u2",): 5}}
     # Its producer resumes in order, at T0+40: on time by its log. Only the
@@ -326,8 +356,15 @@ def test_window_closed_by_idle_progress_is_revised_by_a_later_on_time_count() ->
 def test_revision_emits_a_key_only_once_it_reaches_the_minimum() -> None:
     slices = (BY_USER_MIN2,)
     shard = WindowShard(slices, 60, BUCKETS)
-    assert shard.apply([update(0, T0 + 1, {(T0, ("u1",)): 1}, progress=T0 + 100, slices=slices),
-                        update(1, T0 + 100, slices=slices)]) == closed()
+    assert (
+        shard.apply(
+            [
+                update(0, T0 + 1, {(T0, ("u1",)): 1}, progress=T0 + 100, slices=slices),
+                update(1, T0 + 100, slices=slices),
+            ]
+        )
+        == closed()
+    )
     assert shard.apply([update(0, T0 + 2, {(T0, ("u1",)): 1}, slices=slices)]) == closed(
         count(T0, "u1", 2, BY_USER_MIN2)
     )
@@ -335,13 +372,18 @@ def test_revision_emits_a_key_only_once_it_reaches_the_minimum() -> None:
 
 def test_a_rerun_of_a_bounded_run_revises_the_windows_it_flushed_and_nothing_else() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
-    flushed = shard.apply([update(0, T0 + 30, {(T0, ("a",)): 1, (T0 + 60, ("b",)): 2}, finished=True),
-                           update(1, T0 + 20, {(T0, ("a",)): 1}, finished=True)])
+    flushed = shard.apply(
+        [
+            update(0, T0 + 30, {(T0, ("a",)): 1, (T0 + 60, ("b",)): 2}, finished=True),
+            update(1, T0 + 20, {(T0, ("a",)): 1}, finished=True),
+        ]
+    )
     assert flushed == closed(count(T0, "a", 2), count(T0 + 60, "b", 2))
     restored = WindowShard([BY_USER], 60, BUCKETS, shard.snapshot())
     # The next run: partition 1 got more events for the window flushed at the end.
-    rerun = restored.apply([update(1, T0 + 50, {(T0, ("a",)): 3, (T0 + 120, ("c",)): 1}, finished=True),
-                            update(0, T0 + 30, finished=True)])
+    rerun = restored.apply(
+        [update(1, T0 + 50, {(T0, ("a",)): 3, (T0 + 120, ("c",)): 1}, finished=True), update(0, T0 + 30, finished=True)]
+    )
     assert rerun == closed(count(T0, "a", 5), count(T0 + 120, "c", 1))
     again = WindowShard([BY_USER], 60, BUCKETS, restored.snapshot())
     assert again.apply([update(0, T0 + 30, finished=True), update(1, T0 + 50, finished=True)]) == closed()
@@ -436,8 +478,7 @@ def test_uninterrupted_history_emits_every_count_once() -> None:
 
 def test_snapshot_contents() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
-    shard.apply([update(0, T0 + 70, {(T0, ("a",)): 2, (T0 + 60, ("b",)): 1}, slice_index=0),
-                 update(1, T0 + 61)])
+    shard.apply([update(0, T0 + 70, {(T0, ("a",)): 2, (T0 + 60, ("b",)): 1}, slice_index=0), update(1, T0 + 61)])
     assert shard.snapshot() == ShardSnapshot(
         "user_id", 60, BUCKETS, 2, {0: T0 + 70, 1: T0 + 61}, T0 + 61, {T0 + 60: {("b",): 1}}, ROUTING_VERSION, {}
     )
@@ -507,7 +548,7 @@ def test_logic_returns_the_resume_state_until_changed() -> None:
 def test_logic_on_eof_with_open_windows_warns_and_emits_nothing(caplog: pytest.LogCaptureFixture) -> None:
     logic = WindowShardLogic([BY_USER], 60, BUCKETS, None)
     logic.on_batch([update(0, T0 + 10, {(T0, ("a",)): 1})])
-    with caplog.at_level(logging.WARNING, logger="operators.windowing"):
+    with caplog.at_level(logging.WARNING, logger="operators.count"):
         assert logic.on_eof() == ([], False)
     assert "open_windows=1" in caplog.text
 
@@ -560,8 +601,9 @@ def test_restoring_finds_the_slice_by_name_when_slices_are_reordered() -> None:
     shard = WindowShard(before, 60, BUCKETS)
     shard.apply([update(0, T0, {(T0, ("a",)): 1}, slice_index=0, slices=before)])
     restored = WindowShard(after, 60, BUCKETS, shard.snapshot())
-    emitted = restored.apply([update(0, T0 + 70, slice_index=1, slices=after),
-                              update(1, T0 + 70, slice_index=1, slices=after)])
+    emitted = restored.apply(
+        [update(0, T0 + 70, slice_index=1, slices=after), update(1, T0 + 70, slice_index=1, slices=after)]
+    )
     assert [(c.slice.name, c.values, c.count) for c in emitted.counts] == [("user_id", ("a",), 1)]
     assert emitted.uncounted == []
 

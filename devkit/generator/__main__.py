@@ -1,0 +1,5 @@
+"""``python -m devkit.generator``: see `devkit.generator.cli`."""
+
+from devkit.generator.cli import main
+
+raise SystemExit(main())

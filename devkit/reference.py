@@ -1,0 +1,156 @@
+"""An independent batch answer to the loginflow contract, for tests and the benchmark to compare with.
+
+Deliberately written without importing the product: the standard library's
+json instead of orjson, plain loops instead of shards. It reads the README's
+contract literally, one partition at a time in offset order.
+"""
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+OPTIONAL = ("app_version", "device_type", "ip", "locale", "device_id")
+LOW = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
+HIGH = datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp()
+DEFAULT_SLICES = (
+    (("user_id", "device_id"), 2),
+    (("user_id", "ip"), 2),
+    (("app_version", "locale"), 1),
+    (("app_version", "device_type"), 1),
+)
+
+Slices = Sequence[tuple[tuple[str, ...], int]]
+MetricKey = tuple[str, str, tuple[str, ...]]
+"""(window_start ISO, slice name, key values)."""
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(name)
+
+
+MAX_FIELD_BYTES = 1024
+"""The README's default limit on one string field, in UTF-8 bytes."""
+
+
+def _too_long(text: str, limit: int) -> bool:
+    return len(text.encode("utf-8")) > limit
+
+
+def classify(value: bytes | None, max_field_bytes: int = MAX_FIELD_BYTES) -> dict | str:
+    """The validated event as a dict with ``t``, or the reason code."""
+    if value is None:
+        return "tombstone"
+    if value == b"":
+        return "empty_value"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
+        return "invalid_json"
+    if not isinstance(doc, dict):
+        return "not_object"
+    user = doc.get("user_id")
+    if user is None:
+        return "missing_field:user_id"
+    if not isinstance(user, str):
+        return "bad_type:user_id"
+    if user == "":
+        return "empty_field:user_id"
+    if _too_long(user, max_field_bytes):
+        return "too_long:user_id"
+    ts = doc.get("timestamp")
+    if ts is None:
+        return "missing_field:timestamp"
+    if type(ts) is bool:
+        return "bad_type:timestamp"
+    if isinstance(ts, str):
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", ts):
+            return "bad_format:timestamp"
+        ts = float(ts)
+    elif not isinstance(ts, (int, float)):
+        return "bad_type:timestamp"
+    if not (LOW <= ts < HIGH):
+        return "timestamp_out_of_range"
+    event = {"t": float(ts), "user_id": user}
+    for name in OPTIONAL:
+        raw = doc.get(name)
+        if raw is None or raw == "":
+            event[name] = "unknown"
+        elif isinstance(raw, str):
+            if _too_long(raw, max_field_bytes):
+                return f"too_long:{name}"
+            event[name] = raw
+        else:
+            return f"bad_type:{name}"
+    return event
+
+
+def iso(seconds: int) -> str:
+    """``seconds`` since the epoch as the contract's UTC text, e.g. ``2024-01-01T00:00:00Z``."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Expected:
+    """What a correct run over the whole input produces."""
+
+    metrics: dict[MetricKey, int] = field(default_factory=dict)
+    rejects: dict[tuple[int, int], str] = field(default_factory=dict)
+    """(partition, offset) -> reason."""
+    late: dict[tuple[int, int], str] = field(default_factory=dict)
+    """(partition, offset) -> window_start ISO."""
+    counted: int = 0
+
+
+def expected_output(
+    partitions: Mapping[int, Sequence[bytes | None]],
+    window: int,
+    lateness: float,
+    slices: Slices = DEFAULT_SLICES,
+    max_field_bytes: int = MAX_FIELD_BYTES,
+) -> Expected:
+    """Compute the exact answer for message values given per partition in offset order."""
+    out = Expected()
+    counts: dict[MetricKey, int] = defaultdict(int)
+    for partition, values in partitions.items():
+        front = -math.inf
+        for offset, value in enumerate(values):
+            event = classify(value, max_field_bytes)
+            if isinstance(event, str):
+                out.rejects[(partition, offset)] = event
+                continue
+            start = math.floor(event["t"] / window) * window
+            if start + window <= front - lateness:
+                out.late[(partition, offset)] = iso(start)
+                continue
+            front = max(front, event["t"])
+            out.counted += 1
+            for fields, _ in slices:
+                counts[(iso(start), "+".join(fields), tuple(event[f] for f in fields))] += 1
+    minimum = {"+".join(fields): low for fields, low in slices}
+    out.metrics = {key: n for key, n in counts.items() if n >= minimum[key[1]]}
+    return out
+
+
+def metrics_from_records(values: Iterable[bytes | None]) -> dict[MetricKey, int]:
+    """Decode login-metrics record values into the same shape as `Expected.metrics`.
+
+    Every login-metrics record has a value: a missing one (a tombstone) is an error.
+    """
+    result: dict[MetricKey, int] = {}
+    for raw in values:
+        if raw is None:
+            msg = "a login-metrics record without a value"
+            raise ValueError(msg)
+        record = json.loads(raw)
+        key = (record["window_start"], record["slice"], tuple(record["key"][f] for f in record["slice"].split("+")))
+        assert key not in result, f"emitted twice: {key}"
+        result[key] = record["count"]
+    return result

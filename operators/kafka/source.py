@@ -1,0 +1,346 @@
+"""Kafka input: one Bytewax partition per Kafka partition, with event-time progress.
+
+Each partition reads its Kafka partition by assignment (no consumer group),
+parses in log order and keeps its watermark (`operators.pure.partition`). Its
+resume state is the next offset together with that watermark, snapshotted
+atomically, so a resume after any downtime replays the same decisions: the
+Bytewax event clock's habit of storing system time does not apply here.
+
+The next offset is the consumer's position, not the last data message plus
+one: transaction markers and compacted or deleted offsets hold offsets that
+never arrive as messages, and a partition whose log ends in a commit marker
+must still count as read to its head.
+
+Bytewax fixes a source's partitions when the run starts. The reader of
+partition 0 watches the topic's partition count and stops the process when
+it grows, naming the topic and both counts; the supervisor's restart then
+reads the new partitions from their beginning.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import cast
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from operators.kafka.client import reader_config
+from operators.kafka.topics import PERMANENT_ERRORS, KafkaSetupError, SourceError, list_partitions
+from operators.pure.events import RawMessage, new_raw_message
+from operators.pure.partition import PartitionBatch, PartitionState, PartitionTracker
+from operators.runtime.logs import kv
+from operators.runtime.metrics import OFFSETS_SKIPPED, REJECTS, PartitionGauges
+from operators.runtime.resume import IncompatibleRecoveryError, dataflow_is_resuming
+from operators.runtime.settings import Settings
+from operators.runtime.shutdown import stop_on
+
+logger = logging.getLogger(__name__)
+
+METADATA_TIMEOUT_S = 30.0
+IDLE_POLL = timedelta(milliseconds=20)
+# How often a caught-up partition reports its wall-clock progress, in seconds;
+# and how long a fresh head check may block, after connection trouble only.
+IDLE_PROGRESS_INTERVAL_S = 0.1
+HEAD_CHECK_TIMEOUT_S = 1.0
+# Client errors after which an idle partition's progress waits for a fresh
+# answer from the broker: during an outage no message or EOF arrives either.
+CONNECTION_TROUBLE = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE}
+)
+LAG_CHECK_INTERVAL_S = 1.0
+# How often partition 0's reader asks whether the topic gained partitions.
+GROWTH_CHECK_INTERVAL_S = 10.0
+
+
+def _offset_of(message: Message) -> int:
+    """The offset of a readable message; only error events have none."""
+    return cast(int, message.offset())
+
+
+def _no_message(index: int) -> RawMessage:
+    msg = f"no message {index} in an empty read"
+    raise IndexError(msg)
+
+
+class TopicGrewError(SourceError):
+    """The input topic gained partitions, which Bytewax can only pick up at a restart."""
+
+
+class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
+    """The input topic as a Bytewax source of `PartitionBatch` items."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Read `settings.input_topic`; nothing connects until the run starts."""
+        self.settings = settings
+        self._partition_count: int | None = None
+        # Whether this run resumes from recovery state: then a partition
+        # without a snapshot is new to the topic, and is read from its
+        # beginning whatever START_OFFSET says (`operators.runtime.resume`).
+        self.resuming = False
+
+    def list_parts(self) -> list[str]:
+        """Every partition of the input topic, as its decimal id."""
+        with stop_on(IncompatibleRecoveryError):
+            self.resuming = self.resuming or dataflow_is_resuming()
+        with stop_on(KafkaSetupError):
+            partitions = list_partitions(self.settings)
+        self._partition_count = len(partitions)
+        return [str(partition) for partition in partitions]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: PartitionState | None) -> "KafkaPartitionReader":
+        """Open one partition at its resume offset, or at START_OFFSET."""
+        if self._partition_count is None:
+            with stop_on(KafkaSetupError):
+                self._partition_count = len(list_partitions(self.settings))
+        if resume_state is not None:
+            self.resuming = True
+        return KafkaPartitionReader(self.settings, int(for_part), self._partition_count, resume_state, self)
+
+
+class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionState]):
+    """Reads one Kafka partition and emits at most one batch per step."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        partition: int,
+        partition_count: int,
+        resume_state: PartitionState | None,
+        source: LoginSource | None = None,
+    ) -> None:
+        """Create the consumer; it is assigned at the first read, once every local partition is built."""
+        self.settings = settings
+        self.partition = partition
+        self.partition_count = partition_count
+        self._resume_state = resume_state
+        self._source = source
+        config = reader_config(settings, on_error=self._note_connection_trouble)
+        # Set by a connection error, cleared by a fresh answer from the broker.
+        self._connection_trouble = False
+        self._consumer = Consumer(config)
+        self._tracker = PartitionTracker.resume(
+            partition,
+            partition_count,
+            settings.window_seconds,
+            settings.allowed_lateness_seconds,
+            resume_state,
+            settings.max_field_bytes,
+        )
+        self._next_offset = -1
+        self._end_offset: int | None = None
+        self._assigned = False
+        self._caught_up = False
+        self._finished = False
+        self._last_idle_report = 0.0
+        self._last_lag_check = 0.0
+        self._last_growth_check = time.monotonic()
+        self._gauges = PartitionGauges(partition)
+        self._idle = False
+
+    def _assign(self) -> None:
+        """Choose the first offset and start fetching."""
+        self._assigned = True
+        settings, resume_state = self.settings, self._resume_state
+        low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(settings.input_topic, self.partition), timeout=METADATA_TIMEOUT_S
+        )
+        resuming = self._source is not None and self._source.resuming
+        if resume_state is not None:
+            start = resume_state.next_offset
+            if start < low:
+                # Retention deleted what we had not read yet: say how much.
+                skipped = low - start
+                OFFSETS_SKIPPED.labels(str(self.partition)).inc(skipped)
+                logger.warning(
+                    "resume offset fell out of retention %s",
+                    kv(
+                        topic=settings.input_topic,
+                        partition=self.partition,
+                        resume_offset=start,
+                        low=low,
+                        skipped_messages=skipped,
+                    ),
+                )
+                start = low
+        elif settings.start_offset == "earliest" or resuming:
+            start = low
+        else:
+            start = high
+        self._next_offset = start
+        # A bounded read stops at the end the log had when the run started.
+        self._end_offset = high if settings.stop_at_end else None
+        self._consumer.assign([TopicPartition(settings.input_topic, self.partition, start)])
+        logger.info(
+            "reading partition %s",
+            kv(
+                topic=settings.input_topic,
+                partition=self.partition,
+                start_offset=start,
+                low=low,
+                high=high,
+                resumed=resume_state is not None,
+                new_partition=resume_state is None and resuming,
+                end_offset=self._end_offset,
+            ),
+        )
+
+    def next_batch(self) -> list[PartitionBatch]:
+        """Read what is ready, parse it, and report progress."""
+        if self._finished:
+            raise StopIteration
+        if not self._assigned:
+            self._assign()
+        if self.partition == 0 and not self.settings.stop_at_end:
+            with stop_on(TopicGrewError):
+                self._check_growth()
+        if self._end_offset is not None and self._next_offset >= self._end_offset:
+            return self._finish([], _no_message)
+
+        messages = self._consumer.consume(self.settings.batch_size, 0)
+        # None: this read said nothing new about whether we are at the head.
+        at_head: bool | None = None
+        if any(map(Message.error, messages)):
+            messages, at_head = self._without_errors(messages)
+        elif messages:
+            at_head = False
+        end = self._end_offset
+        if end is not None and messages and _offset_of(messages[-1]) >= end:
+            messages = [message for message in messages if _offset_of(message) < end]
+        if messages:
+            self._next_offset = max(self._next_offset, _offset_of(messages[-1]) + 1)
+        values = list(map(Message.value, messages))
+
+        def message_at(index: int) -> RawMessage:
+            message = messages[index]
+            return new_raw_message(RawMessage, (message.key(), message.value(), self.partition, message.offset()))
+
+        if at_head is not None:
+            self._caught_up = at_head
+        if self._end_offset is not None and (self._next_offset >= self._end_offset or self._caught_up):
+            # Reaching the head also ends a bounded read: an open transaction
+            # can hold the readable end below the end offset until it ends.
+            return self._finish(values, message_at)
+
+        if messages or at_head:
+            # Data or an EOF: the connection works.
+            self._connection_trouble = False
+        self._idle = self._caught_up and not values
+        if self._idle and time.monotonic() - self._last_idle_report >= IDLE_PROGRESS_INTERVAL_S:
+            self._last_idle_report = time.monotonic()
+            confirmed_at = self._confirm_head()
+            if confirmed_at is not None:
+                self._tracker.advance_idle(confirmed_at)
+        batch = self._tracker.track_values(values, message_at)
+        self._observe(batch, len(values))
+        return [batch] if values or batch.progressed else []
+
+    def _check_growth(self) -> None:
+        """Stop the process once the input topic has more partitions than this run reads."""
+        now = time.monotonic()
+        if now - self._last_growth_check < GROWTH_CHECK_INTERVAL_S:
+            return
+        self._last_growth_check = now
+        topic = self.settings.input_topic
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=HEAD_CHECK_TIMEOUT_S)
+        except KafkaException as exc:
+            logger.warning("cannot check the partition count %s", kv(topic=topic, reason=exc))
+            return
+        found = metadata.topics.get(topic)
+        count = len(found.partitions) if found is not None and found.error is None else 0
+        if count > self.partition_count:
+            msg = (
+                f"INPUT_TOPIC={topic!r} grew from {self.partition_count} to {count} partitions; "
+                "stopping so that a restart (same recovery directory) reads the new partitions from their start"
+            )
+            raise TopicGrewError(msg)
+
+    def _observe(self, batch: PartitionBatch, messages: int) -> None:
+        self._gauges.observe(messages, len(batch.late), batch.watermark)
+        for reject in batch.rejects:
+            REJECTS.labels(reject.reason).inc()
+        now = time.monotonic()
+        if now - self._last_lag_check >= LAG_CHECK_INTERVAL_S:
+            self._last_lag_check = now
+            # Cached: the high watermark from the latest fetch response, no round trip.
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.settings.input_topic, self.partition), cached=True
+            )
+            if high >= 0:
+                self._gauges.consumer_lag.set(max(0, high - self._next_offset))
+
+    def _note_connection_trouble(self, error: KafkaError) -> None:
+        if error.code() in CONNECTION_TROUBLE:
+            self._connection_trouble = True
+
+    def _confirm_head(self) -> float | None:
+        """Wall time at which this partition is known to have nothing past our offset, if it is.
+
+        The EOF librdkafka reported, and the high watermark of its latest
+        fetch (cached, no round trip), say so while the connection works.
+        After a connection error they may be stale: during an outage no new
+        message or EOF arrives either, and moving on with wall time would
+        close windows early. Then only a fresh answer from the broker counts.
+        """
+        asked_at = time.time()
+        tp = TopicPartition(self.settings.input_topic, self.partition)
+        try:
+            if self._connection_trouble:
+                _low, high = self._consumer.get_watermark_offsets(tp, timeout=HEAD_CHECK_TIMEOUT_S, cached=False)
+                self._connection_trouble = False
+            else:
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+        except KafkaException as exc:
+            logger.warning("cannot confirm partition head %s", kv(partition=self.partition, reason=exc))
+            return None
+        if high > self._next_offset:
+            return None
+        return asked_at
+
+    def _without_errors(self, messages: list[Message]) -> tuple[list[Message], bool | None]:
+        """The readable messages, and whether the read ended at the head (None: unknown)."""
+        readable: list[Message] = []
+        at_head: bool | None = None
+        for message in messages:
+            error = message.error()
+            if error is None:
+                readable.append(message)
+                at_head = False
+            elif error.code() == KafkaError._PARTITION_EOF:
+                at_head = True
+                # The EOF offset is the head, past any transaction markers and
+                # past a resume offset that retention already deleted.
+                eof_offset = message.offset()
+                if eof_offset is not None and eof_offset > self._next_offset:
+                    self._next_offset = eof_offset
+            elif error.fatal() or error.code() in PERMANENT_ERRORS:
+                msg = f"reading partition {self.partition} of {self.settings.input_topic!r}: {error.str()}"
+                raise SourceError(msg)
+            else:
+                logger.warning("retriable read error %s", kv(partition=self.partition, reason=error.str()))
+        return readable, at_head
+
+    def _finish(self, values: list[bytes | None], message_at: Callable[[int], RawMessage]) -> list[PartitionBatch]:
+        self._finished = True
+        logger.info("partition read to its end %s", kv(partition=self.partition, next_offset=self._next_offset))
+        batch = self._tracker.track_values(values, message_at, finished=True)
+        self._observe(batch, len(values))
+        return [batch]
+
+    def next_awake(self) -> datetime | None:
+        """Back off while the partition has nothing new, to spare the CPU."""
+        if self._idle and not self._finished:
+            return datetime.now(timezone.utc) + IDLE_POLL
+        return None
+
+    def snapshot(self) -> PartitionState:
+        """The next offset to read, with the watermark it had been reached at."""
+        if not self._assigned:
+            self._assign()
+        return self._tracker.state(self._next_offset)
+
+    def close(self) -> None:
+        """Leave the broker cleanly."""
+        self._consumer.close()

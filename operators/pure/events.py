@@ -1,0 +1,205 @@
+"""The input contract: turn one Kafka message value into a login event or a reason.
+
+Parsing never raises. Every message becomes either a `LoginEvent` or a short
+reason code (``invalid_json``, ``missing_field:timestamp``, ``bad_type:ip``...)
+that travels with the original bytes to the dead-letter topic.
+
+String fields are bounded (``too_long:<field>``): a key value travels in the
+Kafka key and value of its login-metrics record, so an unbounded one could
+make a record the broker refuses, and refusing it would stop the dataflow on
+every resume.
+"""
+
+import re
+from collections.abc import Callable
+from functools import partial
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+from operators.pure import jsonio
+
+OPTIONAL_FIELDS: tuple[str, ...] = ("app_version", "device_type", "ip", "locale", "device_id")
+"""Fields that default to `UNKNOWN` when absent, null or empty."""
+
+UNKNOWN = "unknown"
+
+MIN_EVENT_TIME = 946_684_800.0
+"""2000-01-01T00:00:00Z: earlier instants are rejected as out of range."""
+
+MAX_EVENT_TIME = 4_102_444_800.0
+"""2100-01-01T00:00:00Z: this instant and later ones are rejected."""
+
+DEFAULT_MAX_FIELD_BYTES = 1024
+"""The default bound on one string field, in UTF-8 bytes (MAX_FIELD_BYTES)."""
+
+# A UTF-8 character takes at most 4 bytes, so a field of at most this many
+# characters is within the byte limit without encoding it.
+_MAX_UTF8_BYTES_PER_CHAR = 4
+
+# ASCII digits only: `str.isdigit` and `\d` accept other scripts' digits,
+# which `float` would then happily parse.
+_TIMESTAMP_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
+# The shape nearly every message has: all seven fields present, an integer
+# timestamp and short, non-empty string values. A few C-level calls recognise
+# it; anything else takes the general path, which decides alone.
+_FIELDS_IN_EVENT_ORDER = itemgetter("timestamp", "user_id", *OPTIONAL_FIELDS)
+
+# NamedTuple's generated __new__ runs Python code per call; building through
+# tuple.__new__ gives the same LoginEvent at C speed on the hot path.
+_new_event = tuple.__new__
+_loads = jsonio.loads
+_JSONDecodeError = jsonio.JSONDecodeError
+new_raw_message = tuple.__new__
+
+
+class RawMessage(NamedTuple):
+    """One Kafka message as read, kept byte-exact for the DLQ and late topics."""
+
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+
+
+class LoginEvent(NamedTuple):
+    """A validated login. Field order after `event_time` matches `FIELDS`."""
+
+    # Epoch seconds: an int when the message carried whole seconds.
+    event_time: float
+    user_id: str
+    app_version: str
+    device_type: str
+    ip: str
+    locale: str
+    device_id: str
+
+
+def parse_value(value: bytes | None, max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES) -> LoginEvent | str:
+    """Validate one message value against the input contract.
+
+    Returns the event, or the reason code for rejecting it.
+
+    >>> parse_value(b'{"user_id": "u1", "timestamp": 1694479551}').device_type
+    'unknown'
+    >>> parse_value(b'{"user_id": "u1", "timestamp": true}')
+    'bad_type:timestamp'
+    """
+    if value is None:
+        return "tombstone"
+    try:
+        doc = _loads(value)
+    except _JSONDecodeError as exc:
+        return _undecodable(value, exc)
+    try:
+        fields = _FIELDS_IN_EVENT_ORDER(doc)
+    except Exception:  # noqa: BLE001 - not an object, or a field missing: the general checks say which
+        return _check_document(doc, max_field_bytes)
+    event_time = fields[0]
+    if type(event_time) is int and MIN_EVENT_TIME <= event_time < MAX_EVENT_TIME:
+        try:
+            # One C-level pass checks that all six are strings and sums their
+            # lengths; within a quarter of the limit, no field can exceed it.
+            joined = "".join(fields[1:])
+        except TypeError:
+            return _check_document(doc, max_field_bytes)
+        if len(joined) * _MAX_UTF8_BYTES_PER_CHAR <= max_field_bytes and "" not in fields:
+            return _new_event(LoginEvent, fields)
+    return _check_document(doc, max_field_bytes)
+
+
+def make_parser(max_field_bytes: int) -> Callable[[bytes | None], LoginEvent | str]:
+    """`parse_value` bound to one field limit, for `map` on the hot path."""
+    if max_field_bytes == DEFAULT_MAX_FIELD_BYTES:
+        return parse_value
+    return partial(parse_value, max_field_bytes=max_field_bytes)
+
+
+def _too_long(text: str, max_field_bytes: int) -> bool:
+    if len(text) * _MAX_UTF8_BYTES_PER_CHAR <= max_field_bytes:
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > max_field_bytes
+
+
+def _undecodable(value: bytes, error: jsonio.JSONDecodeError) -> str:
+    if not value:
+        return "empty_value"
+    # orjson validates UTF-8 itself; telling the two apart only on this
+    # error path keeps the happy path to a single pass over the bytes.
+    # (A byte order mark is valid UTF-8 but not JSON: invalid_json.)
+    return "invalid_utf8" if "not valid UTF-8" in str(error) else "invalid_json"
+
+
+def _check_document(doc: Any, max_field_bytes: int) -> LoginEvent | str:
+    """Every rule of the contract, one at a time: the fast path must agree with this."""
+    if not isinstance(doc, dict):
+        return "not_object"
+
+    get = doc.get
+    user_id = get("user_id")
+    if type(user_id) is not str or not user_id:
+        return _user_id_problem(user_id)
+    if _too_long(user_id, max_field_bytes):
+        return "too_long:user_id"
+
+    event_time = parse_event_time(get("timestamp"))
+    if isinstance(event_time, str):
+        return event_time
+
+    optional = _normalize_optional(tuple(map(get, OPTIONAL_FIELDS)), max_field_bytes)
+    if isinstance(optional, str):
+        return optional
+    return _new_event(LoginEvent, (event_time, user_id, *optional))
+
+
+def _user_id_problem(user_id: Any) -> str:
+    if user_id is None:
+        return "missing_field:user_id"
+    if not isinstance(user_id, str):
+        return "bad_type:user_id"
+    return "empty_field:user_id"
+
+
+def _normalize_optional(values: tuple[Any, ...], max_field_bytes: int) -> tuple[str, ...] | str:
+    """Absent, null or empty becomes `UNKNOWN`; a non-string or an over-long string is the reject reason."""
+    normalized: list[str] = []
+    for name, raw in zip(OPTIONAL_FIELDS, values, strict=True):
+        if raw is None or raw == "":
+            normalized.append(UNKNOWN)
+        elif isinstance(raw, str):
+            if _too_long(raw, max_field_bytes):
+                return f"too_long:{name}"
+            normalized.append(raw)
+        else:
+            return f"bad_type:{name}"
+    return tuple(normalized)
+
+
+def parse_event_time(raw: Any) -> float | str:
+    """Read epoch seconds from a JSON number or a string of digits.
+
+    Returns the instant, or the reason code for rejecting it.
+    """
+    if raw is None:
+        return "missing_field:timestamp"
+    # bool is a subclass of int, so it must be ruled out first.
+    if isinstance(raw, bool):
+        return "bad_type:timestamp"
+    if isinstance(raw, int):
+        # Compare before converting: a huge JSON integer overflows float().
+        if not MIN_EVENT_TIME <= raw < MAX_EVENT_TIME:
+            return "timestamp_out_of_range"
+        return float(raw)
+    if isinstance(raw, float):
+        seconds = raw
+    elif isinstance(raw, str):
+        if not _TIMESTAMP_TEXT.fullmatch(raw):
+            return "bad_format:timestamp"
+        seconds = float(raw)
+    else:
+        return "bad_type:timestamp"
+    # Written so that NaN, which compares false to everything, is out of range.
+    if not MIN_EVENT_TIME <= seconds < MAX_EVENT_TIME:
+        return "timestamp_out_of_range"
+    return seconds

@@ -1,0 +1,1 @@
+"""Process plumbing: settings, logs, metrics, stopping on purpose, the recovery store."""

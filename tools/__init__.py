@@ -1,1 +1,0 @@
-"""Developer tooling for loginflow (event generator, helpers)."""

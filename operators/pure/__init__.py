@@ -1,1 +1,1 @@
-"""Pure logic: no I/O, no clock, no Bytewax runtime; each function a value in, a value out."""
+"""Pure logic: no Kafka, no clock, no Bytewax runtime, no process state; values in, values out (they may log)."""

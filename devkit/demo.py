@@ -24,17 +24,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaException
 
 from devkit.broker import LocalBroker, broker_reachable, free_ports
+from devkit.demo_monitor import Monitor, ensure_topics
 from devkit.demo_view import CLEAR_HOME, DemoStats, RecentLog, render_screen, render_status, render_summary
-from operators.kafka.topics import metrics_topic_config
+from devkit.processes import Children, Interrupted, StopSignals, killpg
 from operators.runtime.settings import ConfigError, Settings
 
 log = logging.getLogger("demo")
@@ -45,7 +43,6 @@ PARTITIONS = 3
 PROCESSES = 2
 REFRESH = 1.0  # seconds between frames of the live view
 STATUS_EVERY = 5.0  # seconds between status lines when stdout is not a terminal
-STOP_GRACE = 8.0  # seconds a child gets after SIGINT before SIGTERM, then SIGKILL
 READY_TIMEOUT = 60.0  # seconds to wait for the dataflow to open its partitions
 
 # Demo-sized event time. With the production defaults (60 s windows, 10 s of
@@ -58,118 +55,6 @@ DEMO_DEFAULTS = {
     # Exactly-once output becomes visible at each snapshot: commit every 2 s.
     "SNAPSHOT_INTERVAL_SECONDS": "2",
 }
-
-
-class Interrupted(Exception):
-    """SIGINT, SIGTERM or SIGHUP asked the demo to stop."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class StopSignals:
-    """Stop signals: raise while running, hurry the shutdown once stopping.
-
-    Raising is deferred inside `critical()` so a signal never lands between
-    starting a child and recording it, which would orphan the child.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.stopping = False
-        self.hurry = False
-        self._depth = 0
-        self._pending = False
-
-    def install(self) -> None:
-        """Handle SIGINT, SIGTERM and SIGHUP (a closed terminal must not orphan the children).
-
-        Caught (unlike ignored) signals reset to the default in an exec'd child,
-        so children obey SIGINT even when the demo was started with SIGINT
-        ignored, as a non-interactive shell does to its background jobs.
-        """
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.signum = self.signum or signum
-        if self.stopping:
-            self.hurry = True
-            log.warning("%s while stopping: killing what is left now", signal.Signals(signum).name)
-        elif self._depth:
-            self._pending = True
-        else:
-            raise Interrupted(signum)
-
-    @contextmanager
-    def critical(self) -> Iterator[None]:
-        """Hold back the Interrupted exception until the block ends."""
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-        if not self._depth and self._pending and not self.stopping and self.signum is not None:
-            self._pending = False
-            raise Interrupted(self.signum)
-
-
-class Children:
-    """The long-running child processes, each its own session and process group."""
-
-    def __init__(self, signals: StopSignals, env: Mapping[str, str]) -> None:
-        """Start children with `env`; `signals` guards each start."""
-        self.signals = signals
-        self.env = dict(env)
-        self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-
-    def start(self, name: str, argv: list[str]) -> None:
-        """Start `argv` with output to `LOG_DIR/<name>.log`."""
-        path = LOG_DIR / f"{name}.log"
-        with path.open("wb") as out, self.signals.critical():
-            # Own session: the terminal's Ctrl-C reaches only the demo, which then
-            # stops every child itself (SIGINT first, so the generator flushes).
-            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-                argv, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            self.procs[name] = (proc, path)
-        log.info("started %s (pid %d), log %s", name, proc.pid, path)
-
-    def dead(self) -> str | None:
-        """The name of a child that has exited, if any."""
-        return next((name for name, (proc, _) in self.procs.items() if proc.poll() is not None), None)
-
-    def tail(self, name: str, lines: int = 15) -> str:
-        """The end of a child's log."""
-        return "\n".join(self.procs[name][1].read_text(errors="replace").splitlines()[-lines:])
-
-    def stop_all(self) -> None:
-        """SIGINT, then SIGTERM, then SIGKILL to every group, with deadlines; reaps everything."""
-        for sig, grace in ((signal.SIGINT, STOP_GRACE), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-            live = [proc for proc, _ in self.procs.values() if proc.poll() is None]
-            if not live:
-                break
-            if sig != signal.SIGINT:
-                log.warning("sending %s to %d children still running", sig.name, len(live))
-            for proc in live:
-                _killpg(proc.pid, sig)
-            deadline = time.monotonic() + grace
-            while any(p.poll() is None for p in live) and time.monotonic() < deadline and not self.signals.hurry:
-                time.sleep(0.05)
-        for name, (proc, _) in self.procs.items():
-            # Sweep anything the leader left behind in its group (pids are not
-            # reused this fast), then reap.
-            _killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            log.info("stopped %s (exit %s)", name, proc.returncode)
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class DemoBroker:
@@ -217,7 +102,7 @@ class DemoBroker:
             while self._up.poll() is None and not self.signals.hurry:
                 time.sleep(0.1)
             if self._up.poll() is None:
-                _killpg(self._up.pid, signal.SIGKILL)
+                killpg(self._up.pid, signal.SIGKILL)
                 self._up.wait()
         port = self.local.port
         if _truthy(self.env.get("DEMO_KEEP_BROKER", "")):
@@ -245,114 +130,6 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 def _truthy(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def ensure_topics(settings: Settings) -> dict[str, list[int]]:
-    """Create missing topics; returns the partition ids of each of the four."""
-    admin = AdminClient(dict(settings.kafka_config()))
-    # No replication factor given: the broker's default, so the demo also suits a bigger cluster.
-    wanted = [
-        NewTopic(settings.input_topic, PARTITIONS),
-        NewTopic(settings.output_topic, PARTITIONS, config=metrics_topic_config(settings)),
-        NewTopic(settings.dlq_topic, 1),
-        NewTopic(settings.late_topic, 1),
-    ]
-    existing = admin.list_topics(timeout=15).topics
-    missing = [topic for topic in wanted if topic.topic not in existing]
-    for name, future in admin.create_topics(missing, request_timeout=15).items() if missing else []:
-        try:
-            future.result(timeout=30)
-            log.info("created topic %s", name)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-    # A topic created a moment ago may take a little while to show in the metadata with leaders.
-    deadline = time.monotonic() + 15
-    while True:
-        topics = admin.list_topics(timeout=15).topics
-        found = {
-            name: sorted(meta.partitions)
-            for name, meta in ((t.topic, topics.get(t.topic)) for t in wanted)
-            if meta is not None
-            and meta.error is None
-            and meta.partitions
-            and all(p.leader >= 0 for p in meta.partitions.values())
-        }
-        if len(found) == len(wanted):
-            break
-        if time.monotonic() > deadline:
-            msg = f"topics missing from the metadata: {sorted({t.topic for t in wanted} - set(found))}"
-            raise RuntimeError(msg)
-        time.sleep(0.2)
-    if len(found[settings.input_topic]) != PARTITIONS:
-        count = len(found[settings.input_topic])
-        log.warning("%s already exists with %d partitions; using them", settings.input_topic, count)
-    return found
-
-
-class Monitor:
-    """Reads what the demo shows: input high watermarks and the three output topics."""
-
-    def __init__(self, settings: Settings, partitions: Mapping[str, list[int]]) -> None:
-        """Pin every output partition at its current end, before the dataflow starts."""
-        self.settings = settings
-        self.consumer = Consumer(
-            {
-                **settings.kafka_config(),
-                "group.id": "loginflow-demo-monitor",
-                "enable.auto.commit": "false",
-                # The dataflow commits its output in transactions (exactly-once): show what is committed.
-                "isolation.level": "read_committed",
-            }
-        )
-        self.inputs = [TopicPartition(settings.input_topic, p) for p in partitions[settings.input_topic]]
-        # assign() at offsets captured now: nothing produced after this point can be missed,
-        # unlike a subscription whose offset reset happens only once the group settles.
-        assigned = [
-            TopicPartition(topic, p, self._high(TopicPartition(topic, p), patience=15))
-            for topic in (settings.output_topic, settings.dlq_topic, settings.late_topic)
-            for p in partitions[topic]
-        ]
-        self.consumer.assign(assigned)
-
-    def _high(self, tp: TopicPartition, patience: float = 0.0) -> int:
-        """The high watermark of `tp`, retrying for `patience` seconds.
-
-        A partition created a moment ago can answer "not leader" for a little while.
-        """
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                return int(self.consumer.get_watermark_offsets(tp, timeout=5)[1])
-            except KafkaException:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.2)
-
-    def input_total(self) -> int:
-        """The input topic's high watermarks, summed over partitions."""
-        return sum(self._high(tp) for tp in self.inputs)
-
-    def poll(self, stats: DemoStats, timeout: float) -> int:
-        """Feed whatever arrives within `timeout` into `stats`; returns how many messages came."""
-        messages: list[Message] = self.consumer.consume(1000, timeout)
-        for message in messages:
-            if message.error() is not None:
-                log.warning("monitor read error: %s", message.error())
-            elif message.topic() == self.settings.output_topic:
-                stats.add_metric(message.value())
-            elif message.topic() == self.settings.dlq_topic:
-                error = dict(message.headers() or []).get("error") or b"?"
-                stats.add_dlq(error.decode(errors="replace") if isinstance(error, bytes) else str(error))
-            else:
-                stats.add_late()
-        return len(messages)
-
-    def drain(self, stats: DemoStats, quiet: float = 1.0) -> None:
-        """Read until nothing has arrived for `quiet` seconds (bounded at 10 s)."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.poll(stats, quiet):
-            pass
 
 
 def wait_for_readers(children: Children, partitions: int) -> None:
@@ -409,7 +186,7 @@ class Demo:
         self.rate = _number(env, "DEMO_RATE", 200.0)
         self.tty = sys.stdout.isatty()
         self.broker = DemoBroker(env, signals)
-        self.children = Children(signals, env)
+        self.children = Children(signals, env, log_dir=LOG_DIR, cwd=REPO)
         self.monitor: Monitor | None = None
         self.stats = DemoStats([spec.name for spec in self.settings.slices], self.settings.input_topic, time.time())
         self.problem = ""
@@ -432,7 +209,7 @@ class Demo:
     def _start(self) -> None:
         self.env["KAFKA_BROKERS"] = self.broker.ensure()
         self.settings = settings = Settings.from_env(self.env)
-        topics = ensure_topics(settings)
+        topics = ensure_topics(settings, PARTITIONS)
         partitions = len(topics[settings.input_topic])
         self.monitor = Monitor(settings, topics)
         # The baseline for "events produced", taken before the generator exists.

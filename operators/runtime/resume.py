@@ -93,11 +93,18 @@ class IncompatibleRecoveryError(RuntimeError):
     """The recovery directory holds state this version of the flow would silently ignore."""
 
 
+_LEGACY_STEP = "SELECT step_id FROM snaps WHERE step_id IN ({}) LIMIT 1".format(  # noqa: S608 - constants
+    ", ".join(f"'{step}'" for step in STEP_RENAMES)
+)
+
+
+def _first_legacy_step(rows: list[tuple[Any, ...] | None]) -> str | None:
+    return next((row[0] for row in rows if row is not None and row[0] is not None), None)
+
+
 def legacy_state_step(directory: Path) -> str | None:
     """A step id of `directory`'s state that this flow no longer has, or None."""
-    listed = ", ".join(f"'{step}'" for step in STEP_RENAMES)
-    rows = query_recovery_partitions(directory, f"SELECT step_id FROM snaps WHERE step_id IN ({listed}) LIMIT 1")  # noqa: S608 - constants
-    return next((row[0] for row in rows if row is not None), None)
+    return _first_legacy_step(query_recovery_partitions(directory, _LEGACY_STEP))
 
 
 def dataflow_is_resuming() -> bool:
@@ -109,7 +116,9 @@ def dataflow_is_resuming() -> bool:
     directory = recovery_directory()
     if directory is None:
         return False
-    legacy = legacy_state_step(directory)
+    # One private copy of each partition answers both questions.
+    rows = query_recovery_partitions(directory, f"SELECT ({_LEGACY_STEP}), EXISTS (SELECT 1 FROM commits)")
+    legacy = _first_legacy_step(rows)
     if legacy is not None:
         msg = (
             f"BYTEWAX_RECOVERY_DIRECTORY='{directory}' holds state of step '{legacy}', written by a loginflow "
@@ -118,4 +127,4 @@ def dataflow_is_resuming() -> bool:
             "(scripts/run-dataflow and scripts/init-recovery do it before starting)"
         )
         raise IncompatibleRecoveryError(msg)
-    return has_committed_epoch(directory)
+    return any(row is not None and row[1] for row in rows)

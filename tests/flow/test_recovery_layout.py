@@ -63,11 +63,12 @@ def run_flow(settings: Settings, partitions: dict[int, list[KeyValue]], recovery
 
 def test_the_flow_keeps_its_state_under_the_pinned_step_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     init_db_dir(tmp_path, 2)
+    monkeypatch.setenv("BYTEWAX_RECOVERY_DIRECTORY", str(tmp_path))
+    assert dataflow_is_resuming() is False
     event = b'{"user_id":"u","device_id":"d","ip":"10.0.0.1","timestamp":1709251200}'
     out = run_flow(Settings.from_env({"WINDOW_SECONDS": "60"}), {0: [(b"k", event), (b"k", event)]}, tmp_path)
     assert out["metrics"], "the flow counted nothing"
     assert stored_step_ids(tmp_path) == STATEFUL_STEPS == set(STEP_RENAMES.values())
-    monkeypatch.setenv("BYTEWAX_RECOVERY_DIRECTORY", str(tmp_path))
     assert dataflow_is_resuming() is True
 
 

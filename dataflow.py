@@ -16,10 +16,12 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 
-from operators import Sinks, count_slices_in_windows, kafka_sinks, read_login_events, write_kafka
+from operators.count import count_slices_in_windows
 from operators.pure.partition import PartitionBatch
+from operators.read import read_login_events
 from operators.runtime.logs import configure_logging
 from operators.runtime.settings import ConfigError, Settings
+from operators.write import Sinks, kafka_sinks, write_kafka
 
 
 def build_flow(

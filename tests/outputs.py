@@ -39,6 +39,20 @@ def source_of(record: Record | KafkaRecord) -> tuple[int, int]:
     return int(headers["source_partition"] or b"-1"), int(headers["source_offset"] or b"-1")
 
 
+def latest_metrics(values: Iterable[bytes | None]) -> dict[MetricKey, int]:
+    """The latest count per metric key of login-metrics values in order, as a compacted topic keeps it.
+
+    Revisions only grow: a later record for a key never lowers its count.
+    """
+    latest: dict[MetricKey, int] = {}
+    for value in values:
+        metric = json.loads(value or b"")
+        key = (metric["window_start"], metric["slice"], tuple(metric["key"].values()))
+        assert metric["count"] >= latest.get(key, 0), f"a revision lowered {key}"
+        latest[key] = metric["count"]
+    return latest
+
+
 def by_source(
     records: Iterable[Record | KafkaRecord], header: str, inputs: SourceLog | None = None
 ) -> dict[tuple[int, int], str]:

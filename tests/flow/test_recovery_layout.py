@@ -30,6 +30,7 @@ from operators.pure.encoding import KafkaRecord
 from operators.runtime.recovery_upgrade import upgrade_recovery_directory
 from operators.runtime.resume import STEP_RENAMES, IncompatibleRecoveryError, dataflow_is_resuming
 from operators.runtime.settings import Settings
+from tests.outputs import by_source, latest_metrics, source_of
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "recovery-before-composites"
 
@@ -116,34 +117,25 @@ def test_a_directory_from_before_the_composite_operators_is_upgraded_and_continu
     # The old run's offsets were resumed: nothing it read is forwarded again.
     read_before = {int(p): n for p, n in run["read_by_old_run"].items()}
     for record in after["dlq"] + after["late"]:
-        headers = dict(record.headers)
-        assert int(headers["source_offset"]) >= read_before[int(headers["source_partition"])]  # type: ignore[arg-type]
+        partition, offset = source_of(record)
+        assert offset >= read_before[partition]
 
     # Its windows were resumed: the old output then the new, latest count per
     # key as a compacted topic keeps it, is the answer over the whole input.
-    latest: dict[tuple[str, str, tuple[str, ...]], int] = {}
-    for value in run["old_output"]["metrics"] + [(r.value or b"").decode() for r in after["metrics"]]:
-        metric = json.loads(value)
-        latest[(metric["window_start"], metric["slice"], tuple(metric["key"].values()))] = metric["count"]
+    old_metrics = [value.encode() for value in run["old_output"]["metrics"]]
+    latest = latest_metrics(old_metrics + [record.value for record in after["metrics"]])
     lateness = settings.allowed_lateness_seconds
     values = {p: [value for _key, value in pairs] for p, pairs in inputs.items()}
     expected = expected_output(values, settings.window_seconds, lateness)
     assert latest == expected.metrics
 
-    forwarded = {
-        name: {
+    # Forwarded records: the old run's, then the new run's (disjoint, checked above).
+    for name, header, want in (("dlq", "error", expected.rejects), ("late", "window_start", expected.late)):
+        before = {
             (int(r["headers"]["source_partition"]), int(r["headers"]["source_offset"])): r["headers"][header]
             for r in run["old_output"][name]
         }
-        for name, header in (("dlq", "error"), ("late", "window_start"))
-    }
-    for name, header in (("dlq", "error"), ("late", "window_start")):
-        for record in after[name]:
-            headers = dict(record.headers)
-            source = (int(headers["source_partition"]), int(headers["source_offset"]))  # type: ignore[arg-type]
-            forwarded[name][source] = headers[header].decode()  # type: ignore[union-attr]
-    assert forwarded["dlq"] == expected.rejects
-    assert forwarded["late"] == expected.late
+        assert {**before, **by_source(after[name], header)} == want, name
 
 
 def test_init_recovery_upgrades_an_old_directory_before_any_process_starts(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from devkit.reference import Expected, expected_output, metrics_from_records
 from operators.pure import window_shard
 from operators.pure.encoding import KafkaRecord
 from operators.runtime.settings import Settings
-from tests.outputs import by_source
+from tests.outputs import by_source, latest_metrics
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") == ""
@@ -211,17 +211,6 @@ def unbounded_revisions() -> Iterator[None]:
         window_shard.REVISION_HORIZON_WINDOWS = kept
 
 
-def latest_metrics(records: list[KafkaRecord]) -> dict:
-    """The latest count per metric key, as a compacted topic keeps it; revisions only grow."""
-    latest: dict = {}
-    for record in records:
-        value = json.loads(record.value or b"")
-        key = (value["window_start"], value["slice"], tuple(value["key"].values()))
-        assert value["count"] >= latest.get(key, 0), f"a revision lowered {key}"
-        latest[key] = value["count"]
-    return latest
-
-
 @fuzz_settings
 @given(cases(), st.floats(0, 1))
 def test_a_bounded_run_continued_on_more_input_gives_the_one_run_answer(
@@ -239,6 +228,6 @@ def test_a_bounded_run_continued_on_more_input_gives_the_one_run_answer(
         after = run_flow(config, inputs, recovery)
     expected = expected_output(inputs, config.window, config.lateness, config.slices, config.max_field_bytes)
     both = {name: before[name] + after[name] for name in before}
-    assert latest_metrics(both["metrics"]) == {key: n for key, n in expected.metrics.items()}
+    assert latest_metrics(r.value for r in both["metrics"]) == {key: n for key, n in expected.metrics.items()}
     assert by_source(both["dlq"], "error") == expected.rejects
     assert by_source(both["late"], "window_start") == expected.late

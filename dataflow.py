@@ -19,7 +19,9 @@ from bytewax.inputs import Source
 from operators.count import count_slices_in_windows
 from operators.pure.partition import PartitionBatch
 from operators.read import read_login_events
+from operators.runtime.abandoned_epochs import RecoveryStoreError, drop_abandoned_snapshots
 from operators.runtime.logs import configure_logging
+from operators.runtime.resume import recovery_directory
 from operators.runtime.settings import ConfigError, Settings
 from operators.write import Sinks, kafka_sinks, write_kafka
 
@@ -40,14 +42,22 @@ def build_flow(
     return flow
 
 
-def _settings_or_exit() -> Settings:
+def _start_or_exit() -> Settings:
+    """The settings, with the recovery store ready to resume from, or exit with one line saying why."""
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         # One line naming the variable beats a traceback from deep in bytewax.run.
         sys.exit(f"loginflow: bad setting: {exc}")
     configure_logging(settings.log_level, settings.log_format)
+    directory = recovery_directory()
+    if directory is not None:
+        # Now, before Bytewax opens the store: see operators/runtime/abandoned_epochs.py.
+        try:
+            drop_abandoned_snapshots(directory)
+        except RecoveryStoreError as exc:
+            sys.exit(f"loginflow: {exc}")
     return settings
 
 
-flow = build_flow(_settings_or_exit())
+flow = build_flow(_start_or_exit())

@@ -34,17 +34,12 @@ from tests.dataflow_runner import DataflowCluster, init_recovery
 from tests.eos_helpers import TopicWatcher, duplicate_counts, read_outputs, summary
 from tests.evidence import assert_resumed, committed_epoch, error_lines, finish_resumed, log_texts
 from tests.outputs import assert_exact, flow_env
-from tests.skewed_input import LATENESS, WINDOW, produce_skewed_input
+from tests.skewed_input import LATENESS, WINDOW
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 RUN_TIMEOUT_S = 170
 OUTPUT_PARTITIONS = 3
-
-
-@pytest.fixture
-def skewed_input(kafka_brokers: str, topic_factory):
-    return produce_skewed_input(kafka_brokers, topic_factory)
 
 
 def eos_topics(topic_factory) -> dict[str, str]:

@@ -21,7 +21,7 @@ from devkit.records import consume_all
 from tests.dataflow_runner import RUN_SCRIPT, DataflowCluster, init_recovery, run_script_env
 from tests.evidence import assert_resumed, committed_epoch, finish_resumed
 from tests.outputs import assert_exact, collect, flow_env, output_topics, source_of
-from tests.skewed_input import LATENESS, WINDOW, produce_skewed_input
+from tests.skewed_input import LATENESS, WINDOW
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -51,11 +51,6 @@ def crash_when(
     codes = [process.poll() for process in cluster.running]
     assert not cluster.any_exited(), f"the run ended before the planned crash, exit codes {codes}:\n{cluster.tail()}"
     cluster.stop(signal.SIGKILL)
-
-
-@pytest.fixture
-def skewed_input(kafka_brokers: str, topic_factory):
-    return produce_skewed_input(kafka_brokers, topic_factory)
 
 
 def run_with_crashes(

@@ -31,6 +31,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from operators.kafka.client import producer_config
 from operators.kafka.topics import KafkaSetupError, ensure_topic, topic_max_message_bytes, topic_partition_count
+from operators.kafka.transactional_writer import TransactionalWriter, WriterState
 from operators.pure.encoding import KafkaRecord, RecordChunk
 from operators.pure.murmur2 import partition_for
 from operators.runtime.logs import kv
@@ -47,6 +48,8 @@ DEFAULT_TOPIC_MAX_MESSAGE_BYTES = 1_048_588
 RECORD_OVERHEAD_BYTES = 4096
 
 Routed = tuple[str, list[KafkaRecord]]
+SinkState = WriterState | int | None
+"""A transactional writer's state (an int from older versions); None with at-least-once."""
 
 
 class DeliveryError(RuntimeError):
@@ -74,7 +77,7 @@ def part_name(partition: int) -> str:
     return f"{partition:05d}"
 
 
-class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], int | None]):
+class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
     """Writes `RecordChunk`s to one topic; see the module docstring."""
 
     def __init__(
@@ -150,13 +153,10 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], int | None]):
         return cut
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: int | None
-    ) -> StatefulSinkPartition[list[KafkaRecord], int | None]:
+        self, step_id: str, for_part: str, resume_state: SinkState
+    ) -> StatefulSinkPartition[list[KafkaRecord], Any]:
         """A transactional writer of one Kafka partition, or this process's shared producer."""
         if self.settings.exactly_once:
-            # Imported here: the transactional machinery is only for exactly-once.
-            from operators.kafka.transactional_writer import TransactionalWriter  # noqa: PLC0415
-
             return TransactionalWriter(self.settings, self.topic, self.setting_name, int(for_part), resume_state)
         return _FlushAtSnapshot(_shared_producer(self.settings, self.topic))
 
@@ -225,7 +225,7 @@ class TopicProducer:
             raise DeliveryError(msg)
 
 
-class _FlushAtSnapshot(StatefulSinkPartition[list[KafkaRecord], int | None]):
+class _FlushAtSnapshot(StatefulSinkPartition[list[KafkaRecord], None]):
     """At-least-once: produce as chunks come, confirm at each epoch's end."""
 
     def __init__(self, producer: TopicProducer) -> None:
@@ -235,9 +235,8 @@ class _FlushAtSnapshot(StatefulSinkPartition[list[KafkaRecord], int | None]):
         for records in values:
             self.producer.produce(records)
 
-    def snapshot(self) -> int | None:
+    def snapshot(self) -> None:
         self.producer.confirm()
-        return None
 
     def close(self) -> None:
         self.producer.confirm()

@@ -94,8 +94,9 @@ def read_committed(brokers: str, topic: str) -> list[tuple[bytes | None, bytes |
     return [(r.key, r.value) for r in consume_all(brokers, topic, config={"isolation.level": "read_committed"})]
 
 
+@pytest.mark.parametrize("bare_offset", [False, True], ids=["state_of_today", "bare_offset_of_older_versions"])
 def test_a_resumed_transactional_writer_skips_what_it_already_committed(
-    kafka_brokers: str, topic_factory: TopicFactory
+    kafka_brokers: str, topic_factory: TopicFactory, bare_offset: bool
 ) -> None:
     topic = topic_factory(1)
     settings = exactly_once(kafka_brokers)
@@ -108,11 +109,44 @@ def test_a_resumed_transactional_writer_skips_what_it_already_committed(
     writer.snapshot()
     # A crash before Bytewax made epoch 2's snapshot durable: the resumed run
     # replays epoch 2 from epoch 1's state, and goes on with epoch 3.
-    resumed = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, after_epoch1)
+    resume_state = after_epoch1[0] if bare_offset else after_epoch1
+    resumed = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, resume_state)
     resumed.write_batch([[*epoch2, KafkaRecord(b"d", b"1", [])]])
     resumed.snapshot()
     resumed.close()
     expected = [(b"a", b"1"), (b"b", b"1"), (b"c", b"1"), (b"a", b"2"), (b"d", b"1")]
+    assert read_committed(kafka_brokers, topic) == expected
+
+
+def test_a_second_crash_during_the_replay_still_skips_what_the_first_run_committed(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
+    """The replay after a crash is caught only partway up when the next crash comes.
+
+    The first run committed epochs 1 and 2, but only epoch 1's snapshot became
+    durable. The second run replays epoch 2: one epoch of it, all already
+    committed, then its snapshot is durable and it crashes. The third run
+    resumes from that snapshot and replays the rest of epoch 2, which the
+    first run committed too: it must still be skipped.
+    """
+    topic = topic_factory(1)
+    settings = exactly_once(kafka_brokers)
+    epoch1 = [KafkaRecord(b"a", b"1", [])]
+    epoch2 = [KafkaRecord(f"k{index}".encode(), b"1", []) for index in range(6)]
+    first = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
+    first.write_batch([epoch1])
+    after_epoch1 = first.snapshot()
+    first.write_batch([epoch2])
+    first.snapshot()
+
+    second = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, after_epoch1)
+    second.write_batch([epoch2[:2]])
+    partway = second.snapshot()
+
+    third = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, partway)
+    third.write_batch([[*epoch2[2:], KafkaRecord(b"new", b"1", [])]])
+    third.close()
+    expected = [(record.key, record.value) for record in [*epoch1, *epoch2, KafkaRecord(b"new", b"1", [])]]
     assert read_committed(kafka_brokers, topic) == expected
 
 

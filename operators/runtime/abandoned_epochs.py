@@ -29,6 +29,8 @@ from a guess.
 
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +57,18 @@ class Progress:
     """(ex_num, worker_index) -> the frontier that worker recorded last."""
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+@contextmanager
+def _partition(path: Path, doing: str) -> Iterator[sqlite3.Connection]:
+    """One partition file's connection; any SQLite error becomes a `RecoveryStoreError` saying what failed."""
+    try:
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+        try:
+            yield connection
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        msg = f"cannot {doing} recovery partition {path}: {exc}"
+        raise RecoveryStoreError(msg) from exc
 
 
 def read_progress(directory: Path) -> Progress:
@@ -66,23 +78,16 @@ def read_progress(directory: Path) -> Progress:
     executions: dict[int, tuple[int, int]] = {}
     frontiers: dict[tuple[int, int], int] = {}
     for path in sorted(directory.glob("*.sqlite3")):
-        try:
-            connection = _connect(path)
-            try:
-                for index, count in connection.execute("SELECT part_index, part_count FROM parts"):
-                    indexes.add(index)
-                    part_counts.add(count)
-                for ex_num, workers, resume in connection.execute("SELECT ex_num, worker_count, resume_epoch FROM exs"):
-                    executions[ex_num] = (workers, resume)
-                for ex_num, worker, frontier in connection.execute(
-                    "SELECT ex_num, worker_index, worker_frontier FROM fronts"
-                ):
-                    frontiers[ex_num, worker] = max(frontier, frontiers.get((ex_num, worker), frontier))
-            finally:
-                connection.close()
-        except sqlite3.Error as exc:
-            msg = f"cannot read recovery partition {path}: {exc}"
-            raise RecoveryStoreError(msg) from exc
+        with _partition(path, "read") as connection:
+            for index, count in connection.execute("SELECT part_index, part_count FROM parts"):
+                indexes.add(index)
+                part_counts.add(count)
+            for ex_num, workers, resume in connection.execute("SELECT ex_num, worker_count, resume_epoch FROM exs"):
+                executions[ex_num] = (workers, resume)
+            for ex_num, worker, frontier in connection.execute(
+                "SELECT ex_num, worker_index, worker_frontier FROM fronts"
+            ):
+                frontiers[ex_num, worker] = max(frontier, frontiers.get((ex_num, worker), frontier))
     if len(part_counts) > 1:
         msg = f"recovery partitions in {directory} disagree on their count: {sorted(part_counts)}"
         raise RecoveryStoreError(msg)
@@ -129,16 +134,8 @@ def drop_abandoned_snapshots(directory: Path) -> Pruned:
         return Pruned(epoch, 0)
     dropped = 0
     for path in sorted(directory.glob("*.sqlite3")):
-        try:
-            connection = _connect(path)
-            try:
-                with connection:
-                    dropped += connection.execute("DELETE FROM snaps WHERE snap_epoch >= ?", (epoch,)).rowcount
-            finally:
-                connection.close()
-        except sqlite3.Error as exc:
-            msg = f"cannot drop snapshots of unfinished epochs from recovery partition {path}: {exc}"
-            raise RecoveryStoreError(msg) from exc
+        with _partition(path, "drop snapshots of unfinished epochs from") as connection, connection:
+            dropped += connection.execute("DELETE FROM snaps WHERE snap_epoch >= ?", (epoch,)).rowcount
     if dropped:
         logger.info(
             "dropped snapshots of epochs the stopped run did not finish %s",

@@ -41,12 +41,13 @@ SINK_STEPS = "loginflow.write_%"
 
 
 def store_rows(recovery_dir: Path, sql: str, *params: object) -> list[tuple]:
-    """All rows `sql` returns across the recovery partitions (of a store no process has open)."""
+    """Run `sql` on every recovery partition (of a store no process has open), committed; all rows it returns."""
     rows: list[tuple] = []
     for path in sorted(recovery_dir.glob("*.sqlite3")):
         connection = sqlite3.connect(path)
         try:
-            rows.extend(connection.execute(sql, params).fetchall())
+            with connection:
+                rows.extend(connection.execute(sql, params).fetchall())
         finally:
             connection.close()
     return rows
@@ -92,11 +93,7 @@ def test_rows_of_an_epoch_whose_end_was_never_recorded_do_not_repeat_output(
     resume_at = reached - 1
     leftover_sink_rows = sink_rows_at(recovery_dir, resume_at)
     assert leftover_sink_rows > 0, f"the sinks wrote nothing in epoch {resume_at}; nothing to leave behind"
-    for path in sorted(recovery_dir.glob("*.sqlite3")):
-        connection = sqlite3.connect(path)
-        with connection:
-            connection.execute("UPDATE fronts SET worker_frontier = ? WHERE ex_num = 0", (resume_at,))
-        connection.close()
+    store_rows(recovery_dir, "UPDATE fronts SET worker_frontier = ? WHERE ex_num = 0", resume_at)
 
     # 3. Resume, and crash again as soon as the first epoch is done.
     with DataflowCluster(env, tmp_path, 1, 1, args) as second:

@@ -35,13 +35,25 @@ def _reject_constant(name: str) -> float:
 MAX_FIELD_BYTES = 1024
 """The README's default limit on one string field, in UTF-8 bytes."""
 
+MAX_AHEAD = 300.0
+"""The README's default MAX_AHEAD_OF_RECORD_SECONDS."""
+
 
 def _too_long(text: str, limit: int) -> bool:
     return len(text.encode("utf-8")) > limit
 
 
-def classify(value: bytes | None, max_field_bytes: int = MAX_FIELD_BYTES) -> dict | str:
-    """The validated event as a dict with ``t``, or the reason code."""
+def classify(
+    value: bytes | None,
+    max_field_bytes: int = MAX_FIELD_BYTES,
+    record_time: float | None = None,
+    max_ahead: float = MAX_AHEAD,
+) -> dict | str:
+    """The validated event as a dict with ``t``, or the reason code.
+
+    `record_time` is the Kafka record's timestamp in seconds (None or 0 or
+    less: the record has none, and the rule does not apply).
+    """
     if value is None:
         return "tombstone"
     if value == b"":
@@ -89,6 +101,8 @@ def classify(value: bytes | None, max_field_bytes: int = MAX_FIELD_BYTES) -> dic
             event[name] = raw
         else:
             return f"bad_type:{name}"
+    if record_time is not None and record_time > 0 and float(ts) - record_time > max_ahead:
+        return "timestamp_ahead_of_record"
     return event
 
 
@@ -115,14 +129,20 @@ def expected_output(
     lateness: float,
     slices: Slices = DEFAULT_SLICES,
     max_field_bytes: int = MAX_FIELD_BYTES,
+    record_times: Mapping[int, Sequence[float | None]] | None = None,
+    max_ahead: float = MAX_AHEAD,
 ) -> Expected:
-    """Compute the exact answer for message values given per partition in offset order."""
+    """Compute the exact answer for message values given per partition in offset order.
+
+    `record_times`, beside `partitions`, holds each record's Kafka timestamp in seconds.
+    """
     out = Expected()
     counts: dict[MetricKey, int] = defaultdict(int)
     for partition, values in partitions.items():
         front = -math.inf
+        times: Sequence[float | None] = [None] * len(values) if record_times is None else record_times[partition]
         for offset, value in enumerate(values):
-            event = classify(value, max_field_bytes)
+            event = classify(value, max_field_bytes, times[offset], max_ahead)
             if isinstance(event, str):
                 out.rejects[(partition, offset)] = event
                 continue

@@ -8,6 +8,7 @@ of what a shard emits.
 """
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -20,19 +21,31 @@ from operators.pure.encoding import Pseudonymizer, RecordChunk, encode_metrics, 
 from operators.pure.partition import PartitionBatch
 from operators.pure.shards import ConfigMismatchError, ShardCounter, ShardUpdate
 from operators.pure.slices import SliceSpec
-from operators.pure.window_shard import ClosedCounts, ShardSnapshot, WindowShard
+from operators.pure.window_counts import ClosedCounts
+from operators.pure.window_shard import FewerPartitionsError, ShardSnapshot, WindowShard
 from operators.runtime.collector import relax_collector
 from operators.runtime.logs import kv
-from operators.runtime.metrics import COUNTS_FOR_CLOSED_WINDOWS, RECORDS_EMITTED, WINDOWS_EMITTED, ClosingWatermark
+from operators.runtime.metrics import (
+    COUNTS_FOR_CLOSED_WINDOWS,
+    OPEN_WINDOWS,
+    RECORDS_EMITTED,
+    REVISABLE_WINDOWS,
+    SHARD_KEYS,
+    WINDOWS_EMITTED,
+    WINDOWS_LET_GO,
+    ClosingWatermark,
+)
 from operators.runtime.settings import Settings
-from operators.runtime.shutdown import stop_on
+from operators.runtime.shutdown import stop_on, stop_process
 
 logger = logging.getLogger(__name__)
+
+GAUGE_INTERVAL_S = 0.5
 
 
 def meter(closed: ClosedCounts) -> None:
     """Count one shard's output for one batch in the metrics."""
-    counts, uncounted = closed
+    counts, uncounted, _let_go = closed
     if counts:
         name = counts[0].slice.name
         RECORDS_EMITTED.labels(name).inc(len(counts))
@@ -40,6 +53,13 @@ def meter(closed: ClosedCounts) -> None:
     if uncounted:
         name = uncounted[0].slice.name
         COUNTS_FOR_CLOSED_WINDOWS.labels(name).inc(sum(item.count for item in uncounted))
+
+
+def gauge_state(shard: WindowShard, name: str) -> None:
+    """Set the state-size gauges of one shard."""
+    OPEN_WINDOWS.labels(name).set(len(shard.windows))
+    REVISABLE_WINDOWS.labels(name).set(len(shard.revisable))
+    SHARD_KEYS.labels(name).set(sum(map(len, shard.windows.values())) + sum(map(len, shard.revisable.values())))
 
 
 class WindowShardLogic(StatefulBatchLogic[ShardUpdate, ClosedCounts, ShardSnapshot]):
@@ -51,11 +71,17 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, ClosedCounts, ShardSnapsh
         window_seconds: int,
         buckets: int,
         resume_state: ShardSnapshot | None,
+        *,
+        input_topic: str,
+        max_windows: int,
     ) -> None:
         """Build or resume one shard; Bytewax passes `resume_state` last."""
         # The shards hold the long-lived state that default collections keep walking.
         relax_collector()
-        self.shard = WindowShard(slices, window_seconds, buckets, resume_state)
+        self.shard = WindowShard(slices, window_seconds, buckets, resume_state, max_windows)
+        self.input_topic = input_topic
+        self._gauge_name: str | None = None
+        self._gauged_at = 0.0
         # Bytewax snapshots every stateful step each epoch, recovery or not;
         # reuse the last copy while nothing changed.
         self._snapshot: ShardSnapshot | None = resume_state
@@ -63,13 +89,34 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, ClosedCounts, ShardSnapsh
     def on_batch(self, values: list[ShardUpdate]) -> tuple[list[ClosedCounts], bool]:
         """Merge a batch of updates and emit what it closed, as one item."""
         self._snapshot = None
-        with stop_on(ConfigMismatchError):
-            closed = self.shard.apply(values)
+        try:
+            with stop_on(ConfigMismatchError):
+                closed = self.shard.apply(values)
+        except FewerPartitionsError as exc:
+            stop_process(
+                f"INPUT_TOPIC={self.input_topic!r} has {exc.now} partitions, the recovery state was written "
+                f"with {exc.stored}: the topic was deleted and recreated, or is another topic; "
+                "start with a new recovery directory"
+            )
         ClosingWatermark.observe(self.shard.closed_through)
+        if closed.let_go:
+            WINDOWS_LET_GO.labels(self.shard.slices[self.shard.slice_index].name).inc(closed.let_go)
+        self._observe_state()
         if not (closed.counts or closed.uncounted):
             return [], StatefulBatchLogic.RETAIN
         meter(closed)
         return [closed], StatefulBatchLogic.RETAIN
+
+    def _observe_state(self) -> None:
+        # Summing keys walks the state: a few times a second is plenty.
+        now = time.monotonic()
+        if now - self._gauged_at < GAUGE_INTERVAL_S:
+            return
+        self._gauged_at = now
+        if self._gauge_name is None:
+            self._gauge_name = self.shard.shard_name()
+        if self._gauge_name is not None:
+            gauge_state(self.shard, self._gauge_name)
 
     def on_eof(self) -> tuple[list[ClosedCounts], bool]:
         """Input ended. Bounded reads already closed everything with infinite progress."""
@@ -101,7 +148,15 @@ def count_slices_in_windows(step_id: str, events: Stream[PartitionBatch], settin
     slices, window_seconds, shards = settings.slices, settings.window_seconds, settings.shards_per_slice
     pseudonymizer = Pseudonymizer(settings.pseudonymize, settings.pseudonymize_key) if settings.pseudonymize else None
     updates = op.flat_map("count_by_shard", events, ShardCounter(slices, window_seconds, shards))
-    closed = op.stateful_batch("close_windows", updates, partial(WindowShardLogic, slices, window_seconds, shards))
+    build_shard = partial(
+        WindowShardLogic,
+        slices,
+        window_seconds,
+        shards,
+        input_topic=settings.input_topic,
+        max_windows=settings.max_windows_per_shard,
+    )
+    closed = op.stateful_batch("close_windows", updates, build_shard)
     metrics = op.map("encode_metrics", closed, partial(encode_metrics, pseudonymizer=pseudonymizer))
     uncounted = op.map(
         "encode_uncounted",

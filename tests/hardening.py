@@ -14,21 +14,30 @@ import time
 from collections.abc import Callable, Mapping
 
 from devkit.records import Record, consume_all
-from devkit.reference import DEFAULT_SLICES, MAX_FIELD_BYTES, Expected, Slices, expected_output
+from devkit.reference import DEFAULT_SLICES, MAX_AHEAD, MAX_FIELD_BYTES, Expected, Slices, expected_output
 from tests.dataflow_runner import DataflowCluster
 from tests.outputs import assert_exact, collect, json_of, source_of
 
 Log = dict[int, dict[int, bytes | None]]
 """partition -> offset -> value, as a read_committed consumer sees the topic."""
 
+
+class TimedLog(dict[int, dict[int, bytes | None]]):
+    """A `Log` that also keeps each record's Kafka timestamp (seconds): the ahead-of-record rule reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: dict[int, dict[int, float]] = {}
+
 TRUNCATED_BYTES = 65536
 
 
 def read_log(brokers: str, topic: str, isolation: str = "read_committed", timeout: float = 60.0) -> Log:
     """Every readable record of `topic`, keyed by its real (partition, offset)."""
-    log: Log = {}
+    log = TimedLog()
     for record in consume_all(brokers, topic, timeout=timeout, config={"isolation.level": isolation}):
         log.setdefault(record.partition, {})[record.offset] = record.value
+        log.times.setdefault(record.partition, {})[record.offset] = record.timestamp_ms / 1000
     return log
 
 
@@ -43,12 +52,22 @@ def log_size(log: Log) -> int:
 
 
 def expected_for_log(
-    log: Log, window: int, lateness: float, slices: Slices = DEFAULT_SLICES, max_field_bytes: int = MAX_FIELD_BYTES
+    log: Log,
+    window: int,
+    lateness: float,
+    slices: Slices = DEFAULT_SLICES,
+    max_field_bytes: int = MAX_FIELD_BYTES,
+    max_ahead: float = MAX_AHEAD,
 ) -> Expected:
-    """The reference answer with rejects and late events keyed by real offsets."""
+    """The reference answer with rejects and late events keyed by real offsets.
+
+    A `TimedLog` (what `read_log` returns) also applies the ahead-of-record rule.
+    """
     offsets = {partition: sorted(rows) for partition, rows in log.items()}
     values = {partition: [log[partition][offset] for offset in offsets[partition]] for partition in log}
-    by_position = expected_output(values, window, lateness, slices, max_field_bytes)
+    stamps = log.times if isinstance(log, TimedLog) else {}
+    times = {p: [stamps.get(p, {}).get(offset) for offset in offsets[p]] for p in log}
+    by_position = expected_output(values, window, lateness, slices, max_field_bytes, times, max_ahead)
     result = Expected(metrics=by_position.metrics, counted=by_position.counted)
     result.rejects = {(p, offsets[p][pos]): reason for (p, pos), reason in by_position.rejects.items()}
     result.late = {(p, offsets[p][pos]): start for (p, pos), start in by_position.late.items()}

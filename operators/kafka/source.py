@@ -9,7 +9,13 @@ Bytewax event clock's habit of storing system time does not apply here.
 The next offset is the consumer's position, not the last data message plus
 one: transaction markers and compacted or deleted offsets hold offsets that
 never arrive as messages, and a partition whose log ends in a commit marker
-must still count as read to its head.
+must still count as read to its head. A bounded read ends at the end offset
+the log had when it started, exactly: a message at or past it, or an EOF
+there, ends it with that offset as its next one, so what was appended
+meanwhile is the next run's to read.
+
+The snapshot also keeps the topic's id: offsets resumed on a topic that was
+deleted and created again would name other messages, so that stops the start.
 
 Bytewax fixes a source's partitions when the run starts. The reader of
 partition 0 watches the topic's partition count and stops the process when
@@ -27,7 +33,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from operators.kafka.client import reader_config
-from operators.kafka.topics import PERMANENT_ERRORS, KafkaSetupError, SourceError, list_partitions
+from operators.kafka.topics import PERMANENT_ERRORS, KafkaSetupError, SourceError, input_topic_id, list_partitions
 from operators.pure.events import RawMessage, new_raw_message
 from operators.pure.partition import PartitionBatch, PartitionState, PartitionTracker
 from operators.runtime.logs import kv
@@ -40,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 METADATA_TIMEOUT_S = 30.0
 IDLE_POLL = timedelta(milliseconds=20)
-# How often a caught-up partition reports its wall-clock progress, in seconds;
+# How often a caught-up partition reports its idle progress, in seconds;
 # and how long a fresh head check may block, after connection trouble only.
 IDLE_PROGRESS_INTERVAL_S = 0.1
 HEAD_CHECK_TIMEOUT_S = 1.0
@@ -68,6 +74,27 @@ class TopicGrewError(SourceError):
     """The input topic gained partitions, which Bytewax can only pick up at a restart."""
 
 
+class TopicRecreatedError(SourceError):
+    """The recovery state holds offsets of an earlier topic with the input topic's name."""
+
+
+def _record_time(message: Message) -> float:
+    """The record's Kafka timestamp in seconds; 0 or less when it has none."""
+    return cast(int, message.timestamp()[1]) / 1000.0
+
+
+def check_topic_identity(topic: str, stored: str | None, current: str | None, partition: int) -> None:
+    """Refuse offsets that were taken on another topic of the same name."""
+    if stored is None or current is None or stored == current:
+        return
+    msg = (
+        f"INPUT_TOPIC={topic!r} was deleted and recreated since the recovery state was written "
+        f"(partition {partition}: topic id {stored} then, {current} now); its offsets name other messages. "
+        "Start with a new recovery directory to read the new topic from START_OFFSET"
+    )
+    raise TopicRecreatedError(msg)
+
+
 class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
     """The input topic as a Bytewax source of `PartitionBatch` items."""
 
@@ -75,6 +102,7 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
         """Read `settings.input_topic`; nothing connects until the run starts."""
         self.settings = settings
         self._partition_count: int | None = None
+        self._topic_id: str | None = None
         # Whether this run resumes from recovery state: then a partition
         # without a snapshot is new to the topic, and is read from its
         # beginning whatever START_OFFSET says (`operators.runtime.resume`).
@@ -87,7 +115,13 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
         with stop_on(KafkaSetupError):
             partitions = list_partitions(self.settings)
         self._partition_count = len(partitions)
+        self._topic_id = input_topic_id(self.settings)
         return [str(partition) for partition in partitions]
+
+    @property
+    def topic_id(self) -> str | None:
+        """The input topic's id, as the broker gave it when the run started (None: not known)."""
+        return self._topic_id
 
     def build_part(self, step_id: str, for_part: str, resume_state: PartitionState | None) -> "KafkaPartitionReader":
         """Open one partition at its resume offset, or at START_OFFSET."""
@@ -96,6 +130,10 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
                 self._partition_count = len(list_partitions(self.settings))
         if resume_state is not None:
             self.resuming = True
+            if self._topic_id is None:
+                self._topic_id = input_topic_id(self.settings)
+            with stop_on(TopicRecreatedError):
+                check_topic_identity(self.settings.input_topic, resume_state.topic_id, self._topic_id, int(for_part))
         return KafkaPartitionReader(self.settings, int(for_part), self._partition_count, resume_state, self)
 
 
@@ -127,6 +165,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             settings.allowed_lateness_seconds,
             resume_state,
             settings.max_field_bytes,
+            settings.max_ahead_of_record_seconds,
         )
         self._next_offset = -1
         self._end_offset: int | None = None
@@ -201,27 +240,42 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         messages = self._consumer.consume(self.settings.batch_size, 0)
         # None: this read said nothing new about whether we are at the head.
         at_head: bool | None = None
+        eof_offset: int | None = None
         if any(map(Message.error, messages)):
-            messages, at_head = self._without_errors(messages)
+            messages, at_head, eof_offset = self._without_errors(messages)
         elif messages:
             at_head = False
         end = self._end_offset
-        if end is not None and messages and _offset_of(messages[-1]) >= end:
+        past_end = end is not None and bool(messages) and _offset_of(messages[-1]) >= end
+        if end is not None and past_end:
             messages = [message for message in messages if _offset_of(message) < end]
         if messages:
             self._next_offset = max(self._next_offset, _offset_of(messages[-1]) + 1)
+        if eof_offset is not None:
+            # The EOF offset is the head, past any transaction markers and past
+            # a resume offset that retention already deleted; a bounded read
+            # takes no more of it than its end.
+            self._next_offset = max(self._next_offset, eof_offset if end is None else min(eof_offset, end))
+        if past_end:
+            # The consumer delivers in offset order: everything readable before
+            # the end has been read, whatever control records sit before it.
+            self._next_offset = max(self._next_offset, cast(int, end))
         values = list(map(Message.value, messages))
 
         def message_at(index: int) -> RawMessage:
             message = messages[index]
             return new_raw_message(RawMessage, (message.key(), message.value(), self.partition, message.offset()))
 
+        def record_time_at(index: int) -> float:
+            return _record_time(messages[index])
+
         if at_head is not None:
             self._caught_up = at_head
-        if self._end_offset is not None and (self._next_offset >= self._end_offset or self._caught_up):
+        if end is not None and (self._next_offset >= end or self._caught_up):
             # Reaching the head also ends a bounded read: an open transaction
-            # can hold the readable end below the end offset until it ends.
-            return self._finish(values, message_at)
+            # can hold the readable end below the end offset until it ends,
+            # and the next run goes on from that head.
+            return self._finish(values, message_at, record_time_at)
 
         if messages or at_head:
             # Data or an EOF: the connection works.
@@ -232,7 +286,8 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             confirmed_at = self._confirm_head()
             if confirmed_at is not None:
                 self._tracker.advance_idle(confirmed_at)
-        batch = self._tracker.track_values(values, message_at)
+        now = time.monotonic() if values else None
+        batch = self._tracker.track_values(values, message_at, record_time_at=record_time_at, now=now)
         self._observe(batch, len(values))
         return [batch] if values or batch.progressed else []
 
@@ -276,15 +331,16 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             self._connection_trouble = True
 
     def _confirm_head(self) -> float | None:
-        """Wall time at which this partition is known to have nothing past our offset, if it is.
+        """Monotonic time at which this partition is known to have nothing past our offset, if it is.
 
         The EOF librdkafka reported, and the high watermark of its latest
         fetch (cached, no round trip), say so while the connection works.
         After a connection error they may be stale: during an outage no new
         message or EOF arrives either, and moving on with wall time would
         close windows early. Then only a fresh answer from the broker counts.
+        The clock is monotonic: a step of the host clock moves no window.
         """
-        asked_at = time.time()
+        asked_at = time.monotonic()
         tp = TopicPartition(self.settings.input_topic, self.partition)
         try:
             if self._connection_trouble:
@@ -299,10 +355,11 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             return None
         return asked_at
 
-    def _without_errors(self, messages: list[Message]) -> tuple[list[Message], bool | None]:
-        """The readable messages, and whether the read ended at the head (None: unknown)."""
+    def _without_errors(self, messages: list[Message]) -> tuple[list[Message], bool | None, int | None]:
+        """The readable messages, whether the read ended at the head (None: unknown), and the EOF offset."""
         readable: list[Message] = []
         at_head: bool | None = None
+        eof_offset: int | None = None
         for message in messages:
             error = message.error()
             if error is None:
@@ -310,22 +367,23 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
                 at_head = False
             elif error.code() == KafkaError._PARTITION_EOF:
                 at_head = True
-                # The EOF offset is the head, past any transaction markers and
-                # past a resume offset that retention already deleted.
                 eof_offset = message.offset()
-                if eof_offset is not None and eof_offset > self._next_offset:
-                    self._next_offset = eof_offset
             elif error.fatal() or error.code() in PERMANENT_ERRORS:
                 msg = f"reading partition {self.partition} of {self.settings.input_topic!r}: {error.str()}"
                 raise SourceError(msg)
             else:
                 logger.warning("retriable read error %s", kv(partition=self.partition, reason=error.str()))
-        return readable, at_head
+        return readable, at_head, eof_offset
 
-    def _finish(self, values: list[bytes | None], message_at: Callable[[int], RawMessage]) -> list[PartitionBatch]:
+    def _finish(
+        self,
+        values: list[bytes | None],
+        message_at: Callable[[int], RawMessage],
+        record_time_at: Callable[[int], float] | None = None,
+    ) -> list[PartitionBatch]:
         self._finished = True
         logger.info("partition read to its end %s", kv(partition=self.partition, next_offset=self._next_offset))
-        batch = self._tracker.track_values(values, message_at, finished=True)
+        batch = self._tracker.track_values(values, message_at, finished=True, record_time_at=record_time_at)
         self._observe(batch, len(values))
         return [batch]
 
@@ -339,7 +397,8 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         """The next offset to read, with the watermark it had been reached at."""
         if not self._assigned:
             self._assign()
-        return self._tracker.state(self._next_offset)
+        topic_id = self._source.topic_id if self._source is not None else None
+        return self._tracker.state(self._next_offset, topic_id)
 
     def close(self) -> None:
         """Leave the broker cleanly."""

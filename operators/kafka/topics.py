@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
 from operators.kafka.client import client_reporting
@@ -153,3 +153,18 @@ def list_partitions(settings: Settings) -> list[int]:
         msg = f"INPUT_TOPIC={settings.input_topic!r} is not readable on {settings.brokers}: {problem}"
         raise SourceError(msg)
     return sorted(topic.partitions)
+
+
+def input_topic_id(settings: Settings) -> str | None:
+    """The input topic's id, which changes when the topic is deleted and created again; None if not known."""
+    admin = AdminClient({**settings.kafka_config(), **client_reporting()})
+    topic = settings.input_topic
+    try:
+        future = admin.describe_topics(TopicCollection([topic]), request_timeout=ADMIN_TIMEOUT_S)[topic]
+        description = future.result(timeout=ADMIN_TIMEOUT_S)
+    except KafkaException as exc:
+        # Brokers before 2.8 and ACLs without Describe give no id: resume on offsets alone.
+        logger.warning("cannot read the topic id %s", kv(topic=topic, reason=exc))
+        return None
+    topic_id = description.topic_id
+    return None if topic_id is None else str(topic_id)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from operators.pure import jsonio
 from operators.pure.partition import LateEvent, PartitionBatch, Reject
-from operators.pure.window_shard import ClosedCounts, UncountedCount, WindowCount
+from operators.pure.window_counts import ClosedCounts, UncountedCount, WindowCount
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -106,13 +106,16 @@ def encode_metrics(item: tuple[str, ClosedCounts], pseudonymizer: Pseudonymizer 
 def encode_uncounted(
     item: tuple[str, ClosedCounts], source_topic: str, pseudonymizer: Pseudonymizer | None = None
 ) -> RecordChunk:
-    """Counts a shard could no longer merge, for the DLQ: their metric records with ``error=window_closed``."""
+    """Counts a shard could no longer merge, for the DLQ: their metric records with ``error=<why>``.
+
+    The reason is ``window_closed`` or ``window_let_go`` (`operators.pure.window_counts`).
+    """
     shard, closed = item
-    headers: Headers = [("error", b"window_closed"), ("source_topic", source_topic.encode())]
+    topic = source_topic.encode()
     records = []
     for count in closed.uncounted:
         key, value, _headers = encode_metric(count, pseudonymizer)
-        records.append(KafkaRecord(key, value, headers))
+        records.append(KafkaRecord(key, value, [("error", count.reason.encode()), ("source_topic", topic)]))
     return RecordChunk(shard, records)
 
 

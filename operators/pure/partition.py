@@ -10,16 +10,22 @@ partition happens to be read, on the worker count, on restarts, or on any
 clock. The tracker state is snapshotted with the partition's offset, so a
 resume replays exactly the same decisions.
 
-Closing windows needs one more input: a partition with nothing to read must
-not hold the others back. So a batch also carries the partition's *progress*,
-which the window side closes by. It equals the watermark while the partition
-is being read. While the partition is idle at the head of its log, its front
-moves on with the wall clock from its last event time, at wall-clock speed:
-a producer whose clock lags ours keeps its events on time, and the last
-window still closes about WINDOW_SECONDS + ALLOWED_LATENESS_SECONDS after the
-input stops. Progress never decides lateness; a window that progress closed
-before the log did may be revised when on-time counts for it arrive (see
-`operators.pure.window_shard`).
+An event stamped far ahead of its own Kafka record's timestamp (the record's
+CreateTime or LogAppendTime, which is in the log too) is rejected as
+``timestamp_ahead_of_record``: one event stamped 2030 would otherwise move
+its partition's front to 2030 and make every later in-order event late.
+
+Closing windows needs one more input: a partition with no on-time events to
+deliver must not hold the others back. So a batch also carries the
+partition's *progress*, which the window side closes by. It equals the
+watermark while the partition delivers on-time events. While it delivers
+none (idle at the head of its log, or reading only rejects and late events),
+its front moves on from its last event time at the speed of a monotonic
+clock: a producer whose clock lags ours keeps its events on time, and the
+last window still closes about WINDOW_SECONDS + ALLOWED_LATENESS_SECONDS
+after the input stops. Progress never decides lateness; a window that
+progress closed before the log did is revised when on-time counts for it
+arrive (see `operators.pure.window_shard`).
 """
 
 import math
@@ -28,6 +34,11 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from operators.pure.events import DEFAULT_MAX_FIELD_BYTES, LoginEvent, RawMessage, make_parser
+
+DEFAULT_MAX_AHEAD_OF_RECORD_SECONDS = 300.0
+"""How far an event time may run ahead of its record's timestamp (MAX_AHEAD_OF_RECORD_SECONDS)."""
+
+AHEAD_OF_RECORD = "timestamp_ahead_of_record"
 
 
 class Reject(NamedTuple):
@@ -50,6 +61,9 @@ class PartitionState(NamedTuple):
     next_offset: int
     max_event_time: float
     watermark: float
+    # The input topic's id when the offset was taken; None in older snapshots.
+    # Offsets of a deleted and recreated topic name other messages.
+    topic_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,9 +107,11 @@ class PartitionTracker:
         watermark: float = -math.inf,
         *,
         max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+        max_ahead: float = DEFAULT_MAX_AHEAD_OF_RECORD_SECONDS,
     ) -> None:
         """Start fresh, or from a snapshot's `max_event_time` and `watermark`."""
         self._parse = make_parser(max_field_bytes)
+        self.max_ahead = max_ahead
         self.partition = partition
         self.partition_count = partition_count
         self.window_seconds = window_seconds
@@ -103,8 +119,8 @@ class PartitionTracker:
         self.max_event_time = max_event_time
         self.watermark = watermark
         self._reported_progress = -math.inf
-        # Wall times at which the partition was first, and last, confirmed idle
-        # at the head of its log; None while it is being read.
+        # Monotonic times at which the partition was first, and last, known to
+        # have no on-time events to deliver; None while it delivers them.
         self._idle_since: float | None = None
         self._idle_until = -math.inf
 
@@ -117,27 +133,40 @@ class PartitionTracker:
         allowed_lateness: float,
         state: PartitionState | None,
         max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+        max_ahead: float = DEFAULT_MAX_AHEAD_OF_RECORD_SECONDS,
     ) -> "PartitionTracker":
         """A tracker continuing from a source snapshot, or a fresh one without."""
-        if state is None:
-            return cls(partition, partition_count, window_seconds, allowed_lateness, max_field_bytes=max_field_bytes)
+        front = (-math.inf, -math.inf) if state is None else (state.max_event_time, state.watermark)
         return cls(
             partition,
             partition_count,
             window_seconds,
             allowed_lateness,
-            state.max_event_time,
-            state.watermark,
+            *front,
             max_field_bytes=max_field_bytes,
+            max_ahead=max_ahead,
         )
 
-    def state(self, next_offset: int) -> PartitionState:
+    def state(self, next_offset: int, topic_id: str | None = None) -> PartitionState:
         """The snapshot of a partition whose next read is `next_offset`."""
-        return PartitionState(next_offset, self.max_event_time, self.watermark)
+        return PartitionState(next_offset, self.max_event_time, self.watermark, topic_id)
 
-    def track(self, messages: Sequence[RawMessage], *, finished: bool = False) -> PartitionBatch:
+    def track(
+        self,
+        messages: Sequence[RawMessage],
+        *,
+        finished: bool = False,
+        record_times: Sequence[float] | None = None,
+        now: float | None = None,
+    ) -> PartitionBatch:
         """Classify `messages` (in offset order) as events, rejects or late events."""
-        return self.track_values([message.value for message in messages], messages.__getitem__, finished=finished)
+        return self.track_values(
+            [message.value for message in messages],
+            messages.__getitem__,
+            finished=finished,
+            record_time_at=None if record_times is None else record_times.__getitem__,
+            now=now,
+        )
 
     def track_values(
         self,
@@ -145,11 +174,15 @@ class PartitionTracker:
         message_at: Callable[[int], RawMessage],
         *,
         finished: bool = False,
+        record_time_at: Callable[[int], float] | None = None,
+        now: float | None = None,
     ) -> PartitionBatch:
         """`track` for message values; `message_at(i)` builds the i-th whole message.
 
         Only rejects and late events keep their message, so a source need not
-        build one per message.
+        build one per message. `record_time_at(i)` is the i-th record's Kafka
+        timestamp in seconds (0 or less: it has none); `now`, a monotonic
+        time, lets a batch without on-time events move the progress on.
         """
         events: list[LoginEvent] = []
         starts: list[int] = []
@@ -158,11 +191,17 @@ class PartitionTracker:
         window = self.window_seconds
         watermark = self.watermark
         max_event_time = self.max_event_time
+        max_ahead = self.max_ahead
         for index, parsed in enumerate(map(self._parse, values)):
             if isinstance(parsed, str):
                 rejects.append(Reject(message_at(index), parsed))
                 continue
             event_time = parsed.event_time
+            if record_time_at is not None:
+                record_time = record_time_at(index)
+                if record_time > 0 and event_time - record_time > max_ahead:
+                    rejects.append(Reject(message_at(index), AHEAD_OF_RECORD))
+                    continue
             start = int(event_time // window) * window
             if start + window <= watermark:
                 late.append(LateEvent(message_at(index), start))
@@ -174,8 +213,11 @@ class PartitionTracker:
                 watermark = max(watermark, event_time - self.allowed_lateness)
         self.watermark = watermark
         self.max_event_time = max_event_time
-        if values:
+        if events:
             self._idle_since = None
+        elif values and now is not None:
+            # Rejects and late events alone never keep a partition busy.
+            self.advance_idle(now)
         progress = math.inf if finished else self.progress()
         progressed = progress != self._reported_progress
         self._reported_progress = progress
@@ -204,7 +246,10 @@ class PartitionTracker:
         return max(self.watermark, moved_on)
 
     def advance_idle(self, now: float) -> bool:
-        """Note that the broker confirmed, at wall time `now`, nothing more to read.
+        """Note that, at monotonic time `now`, the partition had no on-time event to deliver.
+
+        Either the broker confirmed nothing more to read, or a read held only
+        rejects and late events.
 
         Moves the closing progress, never the watermark: lateness stays a
         function of the log. Returns whether the progress moved.

@@ -10,18 +10,26 @@ An on-time event's window ends after its partition's watermark. While every
 partition is being read, progress is the watermark, so the window is still
 open when the count arrives, and it is emitted once, when it closes.
 
-Progress can run ahead of the log: an idle partition moves on with the wall
-clock, and a bounded run closes everything at its end. A window closed that
-way is not final, because on-time counts for it can still come (a paused
-producer resumes, a later run reads what was appended). The shard keeps its
-counts until the minimum watermark over all partitions (the log's own
-answer) passes it, and re-emits each key whose count grows: a revision
-under the same Kafka key, so the latest record per key (a compacted topic)
-is the exact answer. A count for a window the shard no longer keeps (a
-partition added to the topic with old events, or a revision more than
-REVISION_HORIZON_WINDOWS behind) cannot be merged any more; it comes out as
-an `UncountedCount`, which the dataflow writes to the DLQ, rather than
-disappearing.
+Progress can run ahead of the log: a partition without on-time events moves
+on with a monotonic clock, and a bounded run closes everything at its end. A
+window closed that way is not final, because on-time counts for it can still
+come (a paused producer resumes, a later run reads what was appended). The
+shard keeps its counts until the minimum watermark over all partitions (the
+log's own answer) passes it, and re-emits each key whose count grows: a
+revision under the same Kafka key, so the latest record per key (a compacted
+topic) is the exact answer. Whether a window is still revisable is thus a
+function of the log, not of any clock.
+
+Two things end that, and both are visible. A count for a window every
+partition's log has passed can only come from a partition added to the topic
+later; it is `window_closed`. And memory: a partition whose log stops for
+good holds every later window revisable, so a shard keeps at most
+MAX_WINDOWS_PER_SHARD open plus revisable windows. Beyond that it lets the
+oldest go (emitting it first if it was open), logs it, and counts for it
+later are `window_let_go`. Either way the count comes out as an
+`UncountedCount`, which the dataflow writes to the DLQ, rather than
+disappearing. Neither is ever merged into a window that was already let go,
+so no revision can lower a count.
 """
 
 import logging
@@ -36,8 +44,17 @@ from operators.pure.shards import (
     KeyValues,
     ShardUpdate,
     WindowCounts,
+    shard_of,
 )
 from operators.pure.slices import SliceSpec
+from operators.pure.window_counts import (
+    WINDOW_CLOSED,
+    WINDOW_LET_GO,
+    ClosedCounts,
+    UncountedCount,
+    WindowCount,
+    merge_counts,
+)
 from operators.runtime.logs import kv
 
 logger = logging.getLogger(__name__)
@@ -45,60 +62,21 @@ logger = logging.getLogger(__name__)
 # Building the count tuples without NamedTuple.__new__'s Python frame.
 _new_count = tuple.__new__
 
+DEFAULT_MAX_WINDOWS = 128
+"""Open plus revisable windows one shard keeps (MAX_WINDOWS_PER_SHARD)."""
 
-class WindowCount(NamedTuple):
-    """The count of one key of one slice in one closed window."""
-
-    window_start: int
-    window_end: int
-    slice: SliceSpec
-    values: KeyValues
-    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose: the record field is "count"
+LEGACY_REVISION_HORIZON_WINDOWS = 8
+"""How far behind its closed watermark a shard of an older version still kept windows."""
 
 
-class UncountedCount(NamedTuple):
-    """A count that reached its shard after the shard let go of its window."""
+class FewerPartitionsError(ValueError):
+    """The input topic has fewer partitions than the recovery state was written with."""
 
-    window_start: int
-    window_end: int
-    slice: SliceSpec
-    values: KeyValues
-    count: int  # type: ignore[assignment]  # as in WindowCount
-
-
-class ClosedCounts(NamedTuple):
-    """What one shard emitted for one batch of updates, as one item.
-
-    A closing window can emit hundreds of thousands of counts; one item per
-    batch keeps the runtime's per-item work (exchange, routing) off each count.
-    """
-
-    counts: list[WindowCount]
-    uncounted: list[UncountedCount]
-
-
-REVISION_HORIZON_WINDOWS = 8
-"""How many windows behind the closed watermark a window may still be revised.
-
-Bounds the state kept for windows closed ahead of the log, when one
-partition's log stops moving for good (a producer gone quiet forever).
-"""
-
-
-def merge_counts(into: dict[KeyValues, int], counts: dict[KeyValues, int]) -> None:
-    """Add `counts` to `into`, key by key.
-
-    Most keys of the user slices are new to the window, so the bulk goes
-    through C-level `dict.update`; only keys present on both sides are summed
-    in Python.
-    """
-    both = into.keys() & counts.keys()
-    if both:
-        summed = {values: into[values] + counts[values] for values in both}
-        into.update(counts)
-        into.update(summed)
-    else:
-        into.update(counts)
+    def __init__(self, now: int, stored: int) -> None:
+        """Say how many partitions the topic has, and how many the state knew."""
+        super().__init__(now, stored)
+        self.now = now
+        self.stored = stored
 
 
 class ShardSnapshot(NamedTuple):
@@ -119,6 +97,10 @@ class ShardSnapshot(NamedTuple):
     # Emitted windows that may still be revised; None in snapshots from
     # before revisions, whose `watermarks` could hold +inf for finished runs.
     revisable: WindowCounts | None = None
+    # Counts for windows ending at or before this come out uncounted, and
+    # `window_let_go` up to `cut_through`; None in older snapshots.
+    let_go_through: float | None = None
+    cut_through: float = -math.inf
 
 
 class WindowShard:
@@ -130,11 +112,13 @@ class WindowShard:
         window_seconds: int,
         buckets: int,
         snapshot: ShardSnapshot | None = None,
+        max_windows: int = DEFAULT_MAX_WINDOWS,
     ) -> None:
         """Start empty, or resume from `snapshot` taken with compatible settings."""
         self.slices = slices
         self.window_seconds = window_seconds
         self.buckets = buckets
+        self.max_windows = max_windows
         self.fingerprint = ConfigFingerprint.of(slices, window_seconds, buckets)
         self.slice_index = -1
         self.partition_count = 0
@@ -147,7 +131,13 @@ class WindowShard:
         self.windows: WindowCounts = {}
         # Emitted windows the log has not passed yet, with their full counts.
         self.revisable: WindowCounts = {}
+        # Windows ending at or before `let_go_through` take no more counts:
+        # every log passed them, or (up to `cut_through`) the memory bound
+        # let them go. Both only grow.
+        self.let_go_through = -math.inf
+        self.cut_through = -math.inf
         self.uncounted = 0
+        self.let_go = 0
         if snapshot is not None:
             self._restore(snapshot)
 
@@ -192,6 +182,13 @@ class WindowShard:
             )
         self.windows = {start: dict(counts) for start, counts in snapshot.windows.items()}
         self.revisable = {start: dict(counts) for start, counts in (snapshot.revisable or {}).items()}
+        if snapshot.let_go_through is None:
+            # Older versions forgot windows past a horizon behind `closed_through`.
+            horizon = self.closed_through - LEGACY_REVISION_HORIZON_WINDOWS * self.window_seconds
+            self.let_go_through = max(self.final_through(), horizon)
+        else:
+            self.let_go_through = snapshot.let_go_through
+        self.cut_through = snapshot.cut_through
 
     def watermark(self) -> float:
         """The minimum progress over all input partitions (-inf until all reported)."""
@@ -219,39 +216,40 @@ class WindowShard:
                 problem = self.fingerprint.mismatch(update.fingerprint)
                 raise ConfigMismatchError(problem)
             self.slice_index = update.slice_index
-            self.partition_count = max(self.partition_count, update.partition_count)
+            if update.partition_count < self.partition_count:
+                raise FewerPartitionsError(update.partition_count, self.partition_count)
+            self.partition_count = update.partition_count
             for start, counts in update.counts.items():
-                if start + window > self.closed_through:
+                end = start + window
+                if end <= self.let_go_through:
+                    uncounted.extend(self._uncounted(start, counts, update.partition))
+                elif end > self.closed_through:
                     keys = self.windows.get(start)
                     if keys is None:
                         # The update was built for this shard alone and is not used again.
                         self.windows[start] = counts
                     else:
                         merge_counts(keys, counts)
-                elif self._revisable(start):
+                else:
+                    # Emitted, but not final: the windows from `let_go_through`
+                    # on are all kept, with or without counts so far.
                     merge_counts(self.revisable.setdefault(start, {}), counts)
                     revised.setdefault(start, set()).update(counts)
-                else:
-                    uncounted.extend(self._uncounted(start, counts, update.partition))
             if update.watermark > self.watermarks.get(update.partition, -math.inf):
                 self.watermarks[update.partition] = update.watermark
             self.progress[update.partition] = update.progress
         emitted = self._revisions(revised)
         emitted.extend(self._close(self.watermark()))
         self._forget_final()
-        return ClosedCounts(emitted, uncounted)
-
-    def _revisable(self, start: int) -> bool:
-        """Whether an emitted window may still take counts: neither final nor beyond the horizon."""
-        end = start + self.window_seconds
-        if start in self.revisable:
-            return True
-        return end > self.final_through() and end > self.closed_through - REVISION_HORIZON_WINDOWS * self.window_seconds
+        let_go = self._let_go_beyond_bound(emitted)
+        return ClosedCounts(emitted, uncounted, let_go)
 
     def _uncounted(self, start: int, counts: dict[KeyValues, int], partition: int) -> list[UncountedCount]:
         spec = self.slices[self.slice_index]
         total = sum(counts.values())
         self.uncounted += total
+        end = start + self.window_seconds
+        reason = WINDOW_LET_GO if end <= self.cut_through else WINDOW_CLOSED
         logger.error(
             "counts for a closed window %s",
             kv(
@@ -260,13 +258,12 @@ class WindowShard:
                 keys=len(counts),
                 count=total,
                 partition=partition,
-                closed_through=self.closed_through,
-                route="DLQ error=window_closed",
+                let_go_through=self.let_go_through,
+                route=f"DLQ error={reason}",
             ),
         )
-        end = start + self.window_seconds
         items = sorted(counts.items())
-        return [_new_count(UncountedCount, (start, end, spec, values, count)) for values, count in items]
+        return [_new_count(UncountedCount, (start, end, spec, values, count, reason)) for values, count in items]
 
     def _revisions(self, revised: dict[int, set[KeyValues]]) -> list[WindowCount]:
         if not revised:
@@ -312,13 +309,60 @@ class WindowShard:
         return emitted
 
     def _forget_final(self) -> None:
-        if not self.revisable:
-            return
-        window = self.window_seconds
         final_through = self.final_through()
-        horizon = self.closed_through - REVISION_HORIZON_WINDOWS * window
-        for start in [start for start in self.revisable if start + window <= max(final_through, horizon)]:
+        if final_through <= self.let_go_through:
+            return
+        # Windows of every log passed: no on-time count can come for them.
+        self.let_go_through = final_through
+        window = self.window_seconds
+        for start in [start for start in self.revisable if start + window <= final_through]:
             del self.revisable[start]
+
+    def _let_go_beyond_bound(self, emitted: list[WindowCount]) -> int:
+        """Let the oldest windows go while the shard keeps more than `max_windows`; how many went."""
+        excess = len(self.windows) + len(self.revisable) - self.max_windows
+        if excess <= 0:
+            return 0
+        window = self.window_seconds
+        oldest = sorted({*self.windows, *self.revisable})[:excess]
+        through = oldest[-1] + window
+        still_open = [start for start in oldest if start in self.windows]
+        if still_open:
+            # Emit before letting go: what the shard counted reaches login-metrics.
+            spec = self.slices[self.slice_index]
+            for start in still_open:
+                keys = self.windows.pop(start)
+                kept = sorted(item for item in keys.items() if item[1] >= spec.min_count)
+                emitted.extend(_new_count(WindowCount, (start, start + window, spec, v, c)) for v, c in kept)
+            self.closed_through = max(self.closed_through, through)
+        for start in oldest:
+            self.revisable.pop(start, None)
+        self.cut_through = max(self.cut_through, through)
+        self.let_go_through = max(self.let_go_through, through)
+        self.let_go += len(oldest)
+        logger.warning(
+            "windows let go to stay within MAX_WINDOWS_PER_SHARD %s",
+            kv(
+                slice=self.slices[self.slice_index].name,
+                windows=len(oldest),
+                still_open=len(still_open),
+                let_go_through=through,
+                max_windows=self.max_windows,
+                final_through=self.final_through(),
+                note="counts arriving for them go to the DLQ as window_let_go",
+            ),
+        )
+        return len(oldest)
+
+    def shard_name(self) -> str | None:
+        """The state key (``user_id+ip#3``) of the shard, once it holds a key to tell it by."""
+        if self.slice_index < 0:
+            return None
+        for windows in (self.windows, self.revisable):
+            for keys in windows.values():
+                for values in keys:
+                    return shard_of(self.slices[self.slice_index], values, self.buckets)
+        return None
 
     def snapshot(self) -> ShardSnapshot:
         """Copy the state; dict copies of flat dicts, far cheaper than deepcopy."""
@@ -332,4 +376,6 @@ class WindowShard:
             {start: keys.copy() for start, keys in self.windows.items()},
             ROUTING_VERSION,
             {start: keys.copy() for start, keys in self.revisable.items()},
+            self.let_go_through,
+            self.cut_through,
         )

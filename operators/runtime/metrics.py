@@ -37,8 +37,28 @@ WINDOWS_EMITTED = Counter(
 )
 COUNTS_FOR_CLOSED_WINDOWS = Counter(
     "loginflow_counts_for_closed_windows_total",
-    "Counted events whose window its shard had already let go of; written to the DLQ as window_closed.",
+    "Counted events whose window its shard no longer kept; written to the DLQ as window_closed or window_let_go.",
     ["slice"],
+)
+WINDOWS_LET_GO = Counter(
+    "loginflow_windows_let_go_total",
+    "Windows a shard let go of to stay within MAX_WINDOWS_PER_SHARD, by slice.",
+    ["slice"],
+)
+OPEN_WINDOWS = Gauge(
+    "loginflow_open_windows",
+    "Windows a shard holds that have not been emitted yet.",
+    ["shard"],
+)
+REVISABLE_WINDOWS = Gauge(
+    "loginflow_revisable_windows",
+    "Emitted windows a shard still keeps because some partition's log has not passed them.",
+    ["shard"],
+)
+SHARD_KEYS = Gauge(
+    "loginflow_shard_keys",
+    "Keys a shard holds over its open and revisable windows: its state size.",
+    ["shard"],
 )
 OFFSETS_SKIPPED = Counter(
     "loginflow_offsets_skipped_total",

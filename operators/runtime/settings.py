@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from operators.pure.events import DEFAULT_MAX_FIELD_BYTES
+from operators.pure.partition import DEFAULT_MAX_AHEAD_OF_RECORD_SECONDS
 from operators.pure.slices import FIELDS, SliceSpec
+from operators.pure.window_shard import DEFAULT_MAX_WINDOWS
 from operators.runtime.logs import LOG_FORMATS
 
 DEFAULT_SLICES = "user_id+device_id:2,user_id+ip:2,app_version+locale:1,app_version+device_type:1"
@@ -45,6 +47,12 @@ class Settings:
     # ALLOWED_LATENESS_SECONDS: how far behind its partition's event-time front
     # an event may arrive and still count.
     allowed_lateness_seconds: float = 10.0
+    # MAX_AHEAD_OF_RECORD_SECONDS: how far an event time may be ahead of its
+    # Kafka record's timestamp; further is `timestamp_ahead_of_record`.
+    max_ahead_of_record_seconds: float = DEFAULT_MAX_AHEAD_OF_RECORD_SECONDS
+    # MAX_WINDOWS_PER_SHARD: open plus revisable windows one shard keeps; the
+    # oldest beyond it are let go (`window_let_go` on the DLQ for later counts).
+    max_windows_per_shard: int = DEFAULT_MAX_WINDOWS
     # SLICES: fields joined by `+`, each with `:min_count`, comma-separated.
     slices: tuple[SliceSpec, ...] = field(default_factory=lambda: parse_slices(DEFAULT_SLICES))
     # STOP_AT_END: stop once every input partition is read to its end.
@@ -91,6 +99,10 @@ class Settings:
             allowed_lateness_seconds=_non_negative_float(
                 env, "ALLOWED_LATENESS_SECONDS", defaults.allowed_lateness_seconds
             ),
+            max_ahead_of_record_seconds=_non_negative_float(
+                env, "MAX_AHEAD_OF_RECORD_SECONDS", defaults.max_ahead_of_record_seconds
+            ),
+            max_windows_per_shard=_positive_int(env, "MAX_WINDOWS_PER_SHARD", defaults.max_windows_per_shard),
             slices=_slices(env),
             stop_at_end=_bool(env, "STOP_AT_END", defaults.stop_at_end),
             start_offset=_start_offset(env),

@@ -18,8 +18,6 @@ runs FUZZ_EXAMPLES=300 fresh ones.
 import json
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +30,6 @@ from hypothesis import strategies as st
 from dataflow import Sinks, build_flow
 from devkit.memory_source import MemorySource
 from devkit.reference import Expected, expected_output, metrics_from_records
-from operators.pure import window_shard
 from operators.pure.encoding import KafkaRecord
 from operators.runtime.settings import Settings
 from tests.outputs import by_source, latest_metrics
@@ -201,16 +198,6 @@ def test_the_flow_gives_the_reference_answer_on_random_configurations(case: tupl
     assert_matches(run_flow(config, inputs), expected, inputs)
 
 
-@contextmanager
-def unbounded_revisions() -> Iterator[None]:
-    kept = window_shard.REVISION_HORIZON_WINDOWS
-    window_shard.REVISION_HORIZON_WINDOWS = 10**9
-    try:
-        yield
-    finally:
-        window_shard.REVISION_HORIZON_WINDOWS = kept
-
-
 @fuzz_settings
 @given(cases(), st.floats(0, 1))
 def test_a_bounded_run_continued_on_more_input_gives_the_one_run_answer(
@@ -218,10 +205,9 @@ def test_a_bounded_run_continued_on_more_input_gives_the_one_run_answer(
 ) -> None:
     config, inputs = case
     first = {p: values[: int(len(values) * cut)] for p, values in inputs.items()}
-    # The horizon bounds memory when a partition's log stops for good (its own
-    # unit test pins it); here every window stays revisable, which is what
-    # exactness across runs needs of the revision mechanism.
-    with tempfile.TemporaryDirectory() as directory, unbounded_revisions():
+    # Every window stays revisable until every log passed it: no horizon,
+    # no clock, so the second run's on-time counts always merge.
+    with tempfile.TemporaryDirectory() as directory:
         init_db_dir(Path(directory), 2)
         recovery = RecoveryConfig(directory)
         before = run_flow(config, first, recovery)

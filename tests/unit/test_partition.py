@@ -348,3 +348,54 @@ def test_resume_from_state_round_trips_and_none_starts_fresh() -> None:
     assert (resumed.max_event_time, resumed.watermark) == (T0 + 70, T0 + 60)
     fresh = PartitionTracker.resume(3, 4, 60, 10.0, None)
     assert (fresh.max_event_time, fresh.watermark) == (-math.inf, -math.inf)
+
+
+def test_a_partition_reading_only_rejects_holds_nothing_back_for_long() -> None:
+    t = tracker()
+    t.track(messages(login(T0 + 20)))
+    garbage = messages(b"{", b"[1]", first_offset=1)
+    assert t.track(garbage, now=1000.0).progress == T0 + 10
+    # Thirty monotonic seconds of nothing but rejects move it on like idle time.
+    assert t.track(garbage, now=1030.0).progress == T0 + 20 + 30 - 10
+    # An on-time event brings it back to its log.
+    assert t.track(messages(login(T0 + 21)), now=1031.0).progress == T0 + 11
+
+
+def test_a_partition_reading_only_late_events_holds_nothing_back_for_long() -> None:
+    t = tracker()
+    t.track(messages(login(T0 + 200)))
+    stale = messages(login(T0), login(T0 + 1), first_offset=1)
+    t.track(stale, now=50.0)
+    batch = t.track(stale, now=80.0)
+    assert len(batch.late) == 2
+    assert batch.progress == T0 + 200 + 30 - 10
+
+
+def test_a_partition_with_only_rejects_and_no_event_ever_holds_nothing_back() -> None:
+    t = tracker()
+    assert t.track(messages(b"nope"), now=5.0).progress == math.inf
+
+
+def test_an_event_far_ahead_of_its_record_is_rejected_and_leaves_the_front_alone() -> None:
+    t = PartitionTracker(0, 1, 60, 10.0, max_ahead=300.0)
+    batch = t.track(
+        messages(login(T0), login(T0 + 301), login(T0 + 300), login(4_102_444_000)),
+        record_times=[T0, T0, T0, T0],
+    )
+    assert [reject.reason for reject in batch.rejects] == ["timestamp_ahead_of_record"] * 2
+    assert [r.message.offset for r in batch.rejects] == [1, 3]
+    assert t.max_event_time == T0 + 300
+
+
+def test_a_record_without_a_timestamp_is_not_judged_by_it() -> None:
+    t = PartitionTracker(0, 1, 60, 10.0, max_ahead=300.0)
+    batch = t.track(messages(login(T0 + 10_000), login(T0)), record_times=[-1.0, 0.0])
+    assert batch.rejects == []
+    assert times(batch) == [T0 + 10_000]
+    assert [late.window_start for late in batch.late] == [T0]
+
+
+def test_a_snapshot_keeps_the_topic_id_and_older_ones_unpickle_without() -> None:
+    state = tracker().state(7, "abc")
+    assert state.topic_id == "abc"
+    assert PartitionState(7, -math.inf, -math.inf).topic_id is None

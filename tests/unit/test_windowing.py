@@ -24,15 +24,8 @@ from operators.pure.shards import (
     shard_of,
 )
 from operators.pure.slices import SliceSpec
-from operators.pure.window_shard import (
-    REVISION_HORIZON_WINDOWS,
-    ClosedCounts,
-    ShardSnapshot,
-    UncountedCount,
-    WindowCount,
-    WindowShard,
-    merge_counts,
-)
+from operators.pure.window_counts import WINDOW_LET_GO, ClosedCounts, UncountedCount, WindowCount, merge_counts
+from operators.pure.window_shard import FewerPartitionsError, ShardSnapshot, WindowShard
 
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z, a window boundary for 60 s windows
 BUCKETS = 4
@@ -389,16 +382,53 @@ def test_a_rerun_of_a_bounded_run_revises_the_windows_it_flushed_and_nothing_els
     assert again.apply([update(0, T0 + 30, finished=True), update(1, T0 + 50, finished=True)]) == closed()
 
 
-def test_revisable_windows_are_let_go_of_beyond_the_horizon() -> None:
+def test_a_window_stays_revisable_however_far_progress_runs_ahead_of_the_log() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1}, progress=T0 + 70), update(1, T0 + 70)])
-    assert T0 in shard.revisable
-    far = T0 + 60 * (REVISION_HORIZON_WINDOWS + 2)
+    far = T0 + 60 * 1000  # a bounded run's end, or an event years ahead on partition 1
     shard.apply([update(0, T0 + 10, progress=far), update(1, far)])
+    # Partition 0's log is still at T0+10: its on-time counts for T0 merge.
+    assert shard.apply([update(0, T0 + 20, {(T0, ("a",)): 1})]) == closed(count(T0, "a", 2))
+    assert shard.uncounted == 0
+
+
+def test_a_window_every_log_passed_takes_no_more_counts() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1}), update(1, T0 + 70)])
+    shard.apply([update(0, T0 + 70)])
     assert shard.revisable == {}
-    assert shard.apply([update(0, T0 + 20, {(T0, ("a",)): 1})]) == closed(
-        uncounted=(UncountedCount(T0, T0 + 60, BY_USER, ("a",), 1),)
-    )
+    # Only a partition the topic gained later can still send one.
+    out = shard.apply([update(2, T0 + 20, {(T0, ("a",)): 1}, partition_count=3)])
+    assert out == closed(uncounted=(UncountedCount(T0, T0 + 60, BY_USER, ("a",), 1),))
+
+
+def test_the_memory_bound_lets_the_oldest_windows_go_and_later_counts_for_them_out_whole() -> None:
+    shard = WindowShard([BY_USER_MIN2], 60, BUCKETS, max_windows=2)
+    counts = {(T0, ("a",)): 2, (T0 + 60, ("b",)): 1, (T0 + 120, ("c",)): 3}
+    out = shard.apply([update(0, T0 + 130, counts, slices=(BY_USER_MIN2,))])
+    # Three open windows, room for two: the oldest is emitted, then let go.
+    assert out == ClosedCounts([count(T0, "a", 2, BY_USER_MIN2)], [], 1)
+    assert sorted(shard.windows) == [T0 + 60, T0 + 120]
+    late_for_it = shard.apply([update(1, T0 + 10, {(T0, ("a",)): 1}, slices=(BY_USER_MIN2,))])
+    assert late_for_it == closed(uncounted=(UncountedCount(T0, T0 + 60, BY_USER_MIN2, ("a",), 1, WINDOW_LET_GO),))
+    restored = WindowShard([BY_USER_MIN2], 60, BUCKETS, shard.snapshot(), max_windows=2)
+    again = restored.apply([update(1, T0 + 10, {(T0, ("a",)): 4}, slices=(BY_USER_MIN2,))])
+    assert again.uncounted == [UncountedCount(T0, T0 + 60, BY_USER_MIN2, ("a",), 4, WINDOW_LET_GO)]
+
+
+def test_a_topic_with_fewer_partitions_than_the_state_stops_the_shard() -> None:
+    shard = WindowShard([BY_USER], 60, BUCKETS)
+    shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1}, partition_count=3)])
+    with pytest.raises(FewerPartitionsError) as caught:
+        shard.apply([update(0, T0 + 20, partition_count=2)])
+    assert (caught.value.now, caught.value.stored) == (2, 3)
+
+
+def test_a_snapshot_of_an_older_version_keeps_its_horizon_as_let_go() -> None:
+    legacy = ShardSnapshot("user_id", 60, BUCKETS, 2, {0: T0 + 600, 1: T0 + 600}, T0 + 1200, {}, 2, {})
+    shard = WindowShard([BY_USER], 60, BUCKETS, legacy)
+    assert shard.let_go_through == T0 + 720
+    assert shard.apply([update(0, T0 + 601, {(T0 + 600, ("a",)): 1})]).uncounted
 
 
 def test_an_update_from_a_process_with_other_settings_stops_the_shard() -> None:
@@ -480,7 +510,16 @@ def test_snapshot_contents() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 70, {(T0, ("a",)): 2, (T0 + 60, ("b",)): 1}, slice_index=0), update(1, T0 + 61)])
     assert shard.snapshot() == ShardSnapshot(
-        "user_id", 60, BUCKETS, 2, {0: T0 + 70, 1: T0 + 61}, T0 + 61, {T0 + 60: {("b",): 1}}, ROUTING_VERSION, {}
+        "user_id",
+        60,
+        BUCKETS,
+        2,
+        {0: T0 + 70, 1: T0 + 61},
+        T0 + 61,
+        {T0 + 60: {("b",): 1}},
+        ROUTING_VERSION,
+        {},
+        T0 + 61,
     )
 
 
@@ -521,7 +560,7 @@ def test_restoring_with_another_window_length_is_refused() -> None:
 
 
 def test_logic_reuses_the_snapshot_until_a_batch_changes_the_state() -> None:
-    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None)
+    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None, input_topic="user-login", max_windows=128)
     first = logic.snapshot()
     assert logic.snapshot() is first
     emitted, retain = logic.on_batch([update(0, T0 + 10, {(T0, ("a",)): 1})])
@@ -538,7 +577,7 @@ def test_logic_returns_the_resume_state_until_changed() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1})])
     resume = shard.snapshot()
-    logic = WindowShardLogic([BY_USER], 60, BUCKETS, resume)
+    logic = WindowShardLogic([BY_USER], 60, BUCKETS, resume, input_topic="user-login", max_windows=128)
     assert logic.snapshot() is resume
     assert logic.on_batch([update(0, T0 + 60), update(1, T0 + 60)]) == ([ClosedCounts([count(T0, "a", 1)], [])], False)
     assert logic.snapshot() is not resume
@@ -546,7 +585,7 @@ def test_logic_returns_the_resume_state_until_changed() -> None:
 
 
 def test_logic_on_eof_with_open_windows_warns_and_emits_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None)
+    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None, input_topic="user-login", max_windows=128)
     logic.on_batch([update(0, T0 + 10, {(T0, ("a",)): 1})])
     with caplog.at_level(logging.WARNING, logger="operators.count"):
         assert logic.on_eof() == ([], False)

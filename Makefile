@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-unit test-e2e fuzz lint fmt kafka-up kafka-down kafka-status clean
+.PHONY: help setup demo test test-unit test-e2e fuzz chaos lint fmt kafka-up kafka-down kafka-status clean
 
 # `make help` lists every target that has a `## ` description on its rule line.
 help:  ## list the targets
@@ -38,6 +38,13 @@ test-e2e: setup  ## the end-to-end tests only
 FUZZ_EXAMPLES ?= 300
 fuzz: setup  ## the differential fuzz on FUZZ_EXAMPLES fresh random cases
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(PY) -m pytest -q tests/fuzz
+
+# The chaos scenarios (tests/chaos): random producers, runs, crashes and clocks
+# against the real broker, about 15 s each; `make test` runs a fixed 3 of them.
+# CHAOS_SEED=S replays seeds S, S+1, ... instead of fresh ones.
+CHAOS_SCENARIOS ?= 200
+chaos: setup  ## CHAOS_SCENARIOS fresh random chaos scenarios (about an hour)
+	CHAOS_SCENARIOS=$(CHAOS_SCENARIOS) CHAOS_SEED=$(CHAOS_SEED) $(PY) -m pytest -q tests/chaos -k random_scenario
 
 lint: setup  ## ruff check, ruff format --check, mypy (everything, tests and bench too)
 	$(PY) -m ruff check .

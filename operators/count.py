@@ -73,7 +73,7 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, ClosedCounts, ShardSnapsh
         resume_state: ShardSnapshot | None,
         *,
         input_topic: str,
-        max_windows: int,
+        max_windows: int | None,
     ) -> None:
         """Build or resume one shard; Bytewax passes `resume_state` last."""
         # The shards hold the long-lived state that default collections keep walking.
@@ -154,7 +154,10 @@ def count_slices_in_windows(step_id: str, events: Stream[PartitionBatch], settin
         window_seconds,
         shards,
         input_topic=settings.input_topic,
-        max_windows=settings.max_windows_per_shard,
+        # A bounded run's memory is bounded by its input, and letting a window
+        # go there would make its answer depend on how fast each partition
+        # was read.
+        max_windows=None if settings.stop_at_end else settings.max_windows_per_shard,
     )
     closed = op.stateful_batch("close_windows", updates, build_shard)
     metrics = op.map("encode_metrics", closed, partial(encode_metrics, pseudonymizer=pseudonymizer))

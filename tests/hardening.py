@@ -29,6 +29,7 @@ class TimedLog(dict[int, dict[int, bytes | None]]):
         super().__init__()
         self.times: dict[int, dict[int, float]] = {}
 
+
 TRUNCATED_BYTES = 65536
 
 

@@ -215,8 +215,10 @@ class PartitionTracker:
         self.max_event_time = max_event_time
         if events:
             self._idle_since = None
-        elif values and now is not None:
-            # Rejects and late events alone never keep a partition busy.
+        elif values and now is not None and max_event_time > -math.inf:
+            # Rejects and late events alone never keep a partition busy. One
+            # that never had an event waits for its head instead: valid old
+            # events may still follow the garbage.
             self.advance_idle(now)
         progress = math.inf if finished else self.progress()
         progressed = progress != self._reported_progress

@@ -112,7 +112,7 @@ class WindowShard:
         window_seconds: int,
         buckets: int,
         snapshot: ShardSnapshot | None = None,
-        max_windows: int = DEFAULT_MAX_WINDOWS,
+        max_windows: int | None = DEFAULT_MAX_WINDOWS,
     ) -> None:
         """Start empty, or resume from `snapshot` taken with compatible settings."""
         self.slices = slices
@@ -182,7 +182,10 @@ class WindowShard:
             )
         self.windows = {start: dict(counts) for start, counts in snapshot.windows.items()}
         self.revisable = {start: dict(counts) for start, counts in (snapshot.revisable or {}).items()}
-        if snapshot.let_go_through is None:
+        if snapshot.revisable is None:
+            # From before revisions: nothing emitted was kept, so nothing emitted may grow.
+            self.let_go_through = max(self.final_through(), self.closed_through)
+        elif snapshot.let_go_through is None:
             # Older versions forgot windows past a horizon behind `closed_through`.
             horizon = self.closed_through - LEGACY_REVISION_HORIZON_WINDOWS * self.window_seconds
             self.let_go_through = max(self.final_through(), horizon)
@@ -320,6 +323,8 @@ class WindowShard:
 
     def _let_go_beyond_bound(self, emitted: list[WindowCount]) -> int:
         """Let the oldest windows go while the shard keeps more than `max_windows`; how many went."""
+        if self.max_windows is None:
+            return 0
         excess = len(self.windows) + len(self.revisable) - self.max_windows
         if excess <= 0:
             return 0

@@ -38,7 +38,7 @@ from operators.pure.events import RawMessage, new_raw_message
 from operators.pure.partition import PartitionBatch, PartitionState, PartitionTracker
 from operators.runtime.logs import kv
 from operators.runtime.metrics import OFFSETS_SKIPPED, REJECTS, PartitionGauges
-from operators.runtime.resume import IncompatibleRecoveryError, dataflow_is_resuming
+from operators.runtime.resume import IncompatibleRecoveryError, dataflow_is_resuming, stored_input_partitions
 from operators.runtime.settings import Settings
 from operators.runtime.shutdown import stop_on
 
@@ -83,6 +83,18 @@ def _record_time(message: Message) -> float:
     return cast(int, message.timestamp()[1]) / 1000.0
 
 
+def check_partition_count(topic: str, count: int, stored: int) -> None:
+    """Refuse recovery state that holds offsets for partitions the topic no longer has."""
+    if stored <= count:
+        return
+    msg = (
+        f"INPUT_TOPIC={topic!r} has {count} partitions, the recovery state holds offsets for {stored}: "
+        "the topic was deleted and recreated, or this directory belongs to another topic. "
+        "Start with a new recovery directory"
+    )
+    raise TopicRecreatedError(msg)
+
+
 def check_topic_identity(topic: str, stored: str | None, current: str | None, partition: int) -> None:
     """Refuse offsets that were taken on another topic of the same name."""
     if stored is None or current is None or stored == current:
@@ -114,6 +126,9 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
             self.resuming = self.resuming or dataflow_is_resuming()
         with stop_on(KafkaSetupError):
             partitions = list_partitions(self.settings)
+        if self.resuming:
+            with stop_on(TopicRecreatedError):
+                check_partition_count(self.settings.input_topic, len(partitions), stored_input_partitions())
         self._partition_count = len(partitions)
         self._topic_id = input_topic_id(self.settings)
         return [str(partition) for partition in partitions]

@@ -107,6 +107,29 @@ def legacy_state_step(directory: Path) -> str | None:
     return _first_legacy_step(query_recovery_partitions(directory, _LEGACY_STEP))
 
 
+INPUT_STEP = "loginflow.read_user_login.read_and_parse"
+"""The step whose state keys are the input topic's partition ids."""
+
+_STORED_PARTITIONS = (
+    f"SELECT MAX(CAST(state_key AS INTEGER)) FROM snaps WHERE step_id = '{INPUT_STEP}' "  # noqa: S608 - a constant
+    "AND ser_change IS NOT NULL"
+)
+
+
+def stored_input_partitions() -> int:
+    """How many input partitions the recovery directory holds offsets for (0 without recovery or state).
+
+    Bytewax routes stored state to the partitions the source lists, and fails
+    deep in its runtime when one has none: a topic with fewer partitions
+    than its recovery state must be caught before that.
+    """
+    directory = recovery_directory()
+    if directory is None:
+        return 0
+    highest = [row[0] for row in query_recovery_partitions(directory, _STORED_PARTITIONS) if row and row[0] is not None]
+    return max(highest, default=-1) + 1
+
+
 def dataflow_is_resuming() -> bool:
     """Whether this run resumes from recovery state (False without recovery).
 

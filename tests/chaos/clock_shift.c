@@ -2,15 +2,17 @@
  *
  * libfaketime 0.9.10 (Debian 12) cannot shift a Python 3.11 process here: faking the monotonic clock makes
  * every timed wait hang (sem_clockwait is not wrapped), and FAKETIME_DONT_FAKE_MONOTONIC=1 makes time.sleep
- * fail with EINVAL. Shifting CLOCK_REALTIME for the whole process stalls librdkafka instead (it waits on
- * condition variables against deadlines from more than one clock). So only calls made by the Python
- * interpreter itself are shifted: time.time(), datetime.now() and so the product's Python code see a host
- * clock that jumped; the C libraries' own waits and the monotonic clock are left as they are.
+ * fail with EINVAL. Shifting CLOCK_REALTIME for all of the process stalls librdkafka instead (it waits on
+ * condition variables against deadlines from more than one clock, which a real step would make wait too,
+ * but by the step's length, once). So every caller but librdkafka sees the shifted wall clock: Python
+ * (time.time(), datetime.now()) and Bytewax's Rust runtime, which compare times with each other; the
+ * monotonic clock is left alone, as a host's clock step leaves it.
  * Build: cc -shared -fPIC -O2 -o clock_shift.so clock_shift.c -ldl; use with LD_PRELOAD.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static long shift_seconds(void) {
@@ -24,23 +26,17 @@ static long shift_seconds(void) {
     return shift;
 }
 
-/* Whether `caller` lies in the object (the executable or libpython) that defines the interpreter. */
-static int from_python(void *caller) {
-    static void *python_base = NULL;
+/* Whether `caller` lies in librdkafka (the confluent-kafka wheel bundles it as librdkafka-<hash>.so.1). */
+static int from_librdkafka(void *caller) {
     Dl_info info;
-    if (!python_base) {
-        void *symbol = dlsym(RTLD_DEFAULT, "Py_Initialize");
-        if (!symbol || !dladdr(symbol, &info)) return 0;
-        python_base = info.dli_fbase;
-    }
-    return dladdr(caller, &info) && info.dli_fbase == python_base;
+    return dladdr(caller, &info) && info.dli_fname && strstr(info.dli_fname, "librdkafka");
 }
 
 int clock_gettime(clockid_t clock, struct timespec *ts) {
     static int (*real)(clockid_t, struct timespec *) = NULL;
     if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
     int result = real(clock, ts);
-    if (result == 0 && clock == CLOCK_REALTIME && from_python(__builtin_return_address(0))) {
+    if (result == 0 && clock == CLOCK_REALTIME && !from_librdkafka(__builtin_return_address(0))) {
         ts->tv_sec += shift_seconds();
     }
     return result;

@@ -310,6 +310,7 @@ def recreate_topic(brokers: str, topic: str, partitions: int) -> None:
     ("partitions", "notice"),
     [
         pytest.param(2, "recreated", id="same-partition-count"),
+        pytest.param(1, "has 1 partitions", id="fewer-partitions"),
     ],
 )
 def test_a_recreated_input_topic_stops_a_resumed_run(

@@ -169,23 +169,7 @@ NAMED = {
 }
 
 
-# Found by this scenario: Bytewax compares a source's `next_awake` (a wall
-# datetime) with its own clock, so an idle partition whose process clock
-# steps back (shown here as Python's clock shifted ahead of Bytewax's) is not
-# polled again until the clock catches up. Issue 21's closing note has it.
-KNOWN_FAILING = {"clock_jump_forward_with_open_transaction": "next_awake is a wall-clock instant (Bytewax API)"}
-
-
-def named_cases() -> list[object]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILING[name]))
-        if name in KNOWN_FAILING
-        else name
-        for name in sorted(NAMED)
-    ]
-
-
-@pytest.mark.parametrize("name", named_cases())
+@pytest.mark.parametrize("name", sorted(NAMED))
 def test_named_scenario(kafka_brokers: str, tmp_path: Path, name: str) -> None:
     replay = f"KAFKA_BROKERS={kafka_brokers} .venv/bin/python -m pytest tests/chaos -k {name}"
     run_scenario(kafka_brokers, NAMED[name], tmp_path, replay)

@@ -13,6 +13,7 @@ import math
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import ExitStack
@@ -229,10 +230,30 @@ class Execution:
         )
 
     def keep_sending(self, step: KeepSending) -> None:
-        """Send one row every 0.3 s, and pass once the latest metrics equal the reference's."""
+        """A row every 0.1 s from a thread, never a pause for idle time; pass once the metrics are exact."""
+        stop = threading.Event()
+        sender = threading.Thread(target=self.trickle, args=(step, stop), daemon=True)
+        sender.start()
+        try:
+            self.await_metrics(step)
+        finally:
+            stop.set()
+            sender.join(30)
+
+    def trickle(self, step: KeepSending, stop: threading.Event) -> None:
+        producer = Producer({"bootstrap.servers": self.brokers, "linger.ms": 0})
+        index = 0
+        while not stop.is_set():
+            index += 1
+            row = Row(step.partition, step.kind, -1000.0)
+            producer.produce(self.topic, value=value_of(row, self.base, 10**6 + index), partition=step.partition)
+            producer.poll(0)
+            stop.wait(0.1)
+        producer.flush(30)
+
+    def await_metrics(self, step: KeepSending) -> None:
         deadline = time.monotonic() + step.timeout
         while True:
-            self.send(Send((Row(step.partition, step.kind, -1000.0),), "plain"))
             log = read_log(self.brokers, self.topic)
             want = expected_for_log(log, WINDOW, LATENESS).metrics
             got = latest_metrics(r.value for r in collect(self.brokers, {"m": self.outputs["metrics"]})["m"])
@@ -339,9 +360,10 @@ def run_scenario(brokers: str, scenario: Scenario, workdir: Path, replay: str) -
             execution.drain()
             if scenario.final != "none":
                 check(execution)
-        except (AssertionError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever breaks, the failure must name its seed and steps
             msg = (
-                f"chaos scenario {scenario.name} (seed {scenario.seed}) failed after step {done}: {exc}\n"
+                f"chaos scenario {scenario.name} (seed {scenario.seed}) failed after step {done}: "
+                f"{type(exc).__name__}: {exc}\n"
                 f"replay: {replay}\n{description(scenario)}\n--- last dataflow log ---\n{execution.tail()}"
             )
             # The message carries the original one; a chained traceback would print it all twice.

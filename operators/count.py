@@ -19,10 +19,10 @@ from bytewax.operators import StatefulBatchLogic
 
 from operators.pure.encoding import Pseudonymizer, RecordChunk, encode_metrics, encode_uncounted
 from operators.pure.partition import PartitionBatch
-from operators.pure.shards import ConfigMismatchError, ShardCounter, ShardUpdate
+from operators.pure.shards import ConfigMismatchError, Decisions, ShardCounter, ShardUpdate
 from operators.pure.slices import SliceSpec
 from operators.pure.window_counts import ClosedCounts
-from operators.pure.window_shard import FewerPartitionsError, ShardSnapshot, WindowShard
+from operators.pure.window_shard import FewerPartitionsError, ResumeMismatchError, ShardSnapshot, WindowShard
 from operators.runtime.collector import relax_collector
 from operators.runtime.logs import kv
 from operators.runtime.metrics import (
@@ -74,11 +74,13 @@ class WindowShardLogic(StatefulBatchLogic[ShardUpdate, ClosedCounts, ShardSnapsh
         *,
         input_topic: str,
         max_windows: int | None,
+        decisions: Decisions,
     ) -> None:
         """Build or resume one shard; Bytewax passes `resume_state` last."""
         # The shards hold the long-lived state that default collections keep walking.
         relax_collector()
-        self.shard = WindowShard(slices, window_seconds, buckets, resume_state, max_windows)
+        with stop_on(ResumeMismatchError):
+            self.shard = WindowShard(slices, window_seconds, buckets, resume_state, max_windows, decisions)
         self.input_topic = input_topic
         self._gauge_name: str | None = None
         self._gauged_at = 0.0
@@ -147,7 +149,8 @@ def count_slices_in_windows(step_id: str, events: Stream[PartitionBatch], settin
     """Count every slice of SLICES in tumbling WINDOW_SECONDS windows, closed by event time."""
     slices, window_seconds, shards = settings.slices, settings.window_seconds, settings.shards_per_slice
     pseudonymizer = Pseudonymizer(settings.pseudonymize, settings.pseudonymize_key) if settings.pseudonymize else None
-    updates = op.flat_map("count_by_shard", events, ShardCounter(slices, window_seconds, shards))
+    decisions = settings.decisions()
+    updates = op.flat_map("count_by_shard", events, ShardCounter(slices, window_seconds, shards, decisions))
     build_shard = partial(
         WindowShardLogic,
         slices,
@@ -158,6 +161,7 @@ def count_slices_in_windows(step_id: str, events: Stream[PartitionBatch], settin
         # go there would make its answer depend on how fast each partition
         # was read.
         max_windows=None if settings.stop_at_end else settings.max_windows_per_shard,
+        decisions=decisions,
     )
     closed = op.stateful_batch("close_windows", updates, build_shard)
     metrics = op.map("encode_metrics", closed, partial(encode_metrics, pseudonymizer=pseudonymizer))

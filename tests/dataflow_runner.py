@@ -86,8 +86,11 @@ class DataflowCluster:
         workers: int = 1,
         extra_args: Sequence[str] = (),
         command: Sequence[str] = BYTEWAX_RUN,
+        process_env: Sequence[Mapping[str, str]] = (),
     ) -> None:
         self.env = dict(env)
+        # Settings for single processes, on top of `env`: process i gets process_env[i].
+        self.process_env = list(process_env)
         self.log_dir = log_dir
         self.processes = processes
         self.workers = workers
@@ -106,7 +109,8 @@ class DataflowCluster:
         for index, process_args in enumerate(plan):
             log = self.log_dir / f"dataflow-{index}-{time.monotonic_ns()}.log"
             self.logs.append(log)
-            self.running.append(_start(self.command, process_args, self.env, log))
+            env = {**self.env, **(self.process_env[index] if index < len(self.process_env) else {})}
+            self.running.append(_start(self.command, process_args, env, log))
         return self
 
     def wait(self, timeout: float) -> list[Finished]:

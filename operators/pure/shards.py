@@ -4,8 +4,9 @@ Each read batch is pre-aggregated into per-shard partial counts, so the
 runtime exchanges one item per shard per batch instead of one per event. A
 shard is one slice times a hash bucket of its key values. Each update carries
 its partition's watermark and progress (`operators.pure.partition`) beside the
-counts, and a fingerprint of the settings that decide routing, so a process
-started with other settings is caught by the first shard it writes to.
+counts, and a fingerprint of the settings that decide routing or any other
+decision, so a process started with other settings is caught by the first
+shard it writes to.
 """
 
 import marshal
@@ -21,6 +22,11 @@ from operators.pure.slices import FIELDS, SliceSpec
 
 KeyValues = tuple[str, ...]
 
+SettingValue = str | int | float | bool | None
+
+Decisions = tuple[tuple[str, SettingValue, bool], ...]
+"""(SETTING_NAME, value, whether it is fixed across a resume), one per setting that decides something."""
+
 
 WindowCounts = dict[int, dict[KeyValues, int]]
 """window_start -> key values -> count."""
@@ -31,28 +37,50 @@ class ConfigFingerprint(NamedTuple):
 
     Carried on every shard update, so a process started with other settings
     is caught by the first shard it writes to, whichever process holds it.
+    `decisions` holds the settings that decide what is counted, rejected,
+    late, let go of or keyed how (`Settings.decisions`).
     """
 
     slices: str
     window_seconds: int
     shards_per_slice: int
     routing_scheme: int
+    decisions: Decisions = ()
 
     @classmethod
-    def of(cls, slices: Sequence[SliceSpec], window_seconds: int, buckets: int) -> "ConfigFingerprint":
+    def of(
+        cls, slices: Sequence[SliceSpec], window_seconds: int, buckets: int, decisions: Decisions = ()
+    ) -> "ConfigFingerprint":
         """The fingerprint of this version's routing with these settings."""
         text = ",".join(f"{spec.name}:{spec.min_count}" for spec in slices)
-        return cls(text, window_seconds, buckets, ROUTING_VERSION)
+        return cls(text, window_seconds, buckets, ROUTING_VERSION, decisions)
+
+    def settings(self) -> dict[str, SettingValue]:
+        """Every value this fingerprint holds, by its setting's name."""
+        routing: dict[str, SettingValue] = {
+            name.upper(): value  # type: ignore[misc]  # the four routing fields are str or int
+            for name, value in zip(self._fields[:4], self[:4], strict=True)
+        }
+        return routing | {name: value for name, value, _fixed in self.decisions}
 
     def mismatch(self, other: "ConfigFingerprint") -> str | None:
         """A message naming the first setting that differs in `other`, or None."""
-        for name, mine, theirs in zip(self._fields, self, other, strict=True):
-            if mine != theirs:
+        theirs = other.settings()
+        for name, value in self.settings().items():
+            if theirs.get(name) != value:
                 return (
-                    f"{name.upper()}: the processes of this dataflow disagree: {mine!r} here, "
-                    f"{theirs!r} in the process that sent a count; start every process with the same settings"
+                    f"{name}: the processes of this dataflow disagree: {show_setting(name, value)} here, "
+                    f"{show_setting(name, theirs.get(name))} in the process that sent a count; "
+                    "start every process with the same settings"
                 )
         return None
+
+
+def show_setting(name: str, value: SettingValue) -> str:
+    """A setting's value for a message; a secret shows only its digest's first characters."""
+    if name == "PSEUDONYMIZE_KEY":
+        return f"a key with digest {value}" if value else "no key"
+    return repr(value)
 
 
 class ConfigMismatchError(ValueError):
@@ -139,7 +167,9 @@ _event_time = itemgetter(0)
 class ShardCounter:
     """Splits a partition batch into per-shard updates. Used as a `flat_map`."""
 
-    def __init__(self, slices: tuple[SliceSpec, ...], window_seconds: int, buckets: int) -> None:
+    def __init__(
+        self, slices: tuple[SliceSpec, ...], window_seconds: int, buckets: int, decisions: Decisions = ()
+    ) -> None:
         """Count `slices` in tumbling windows of `window_seconds`, `buckets` shards each."""
         self.slices = slices
         self.window_seconds = window_seconds
@@ -150,7 +180,7 @@ class ShardCounter:
             spec.fields[index] in HIGH_CARDINALITY for spec, index in zip(slices, self._routing, strict=True)
         ]
         self._shard_keys = [[shard_key(spec, bucket) for bucket in range(buckets)] for spec in slices]
-        self.fingerprint = ConfigFingerprint.of(slices, window_seconds, buckets)
+        self.fingerprint = ConfigFingerprint.of(slices, window_seconds, buckets, decisions)
 
     def __call__(self, batch: PartitionBatch) -> list[tuple[str, ShardUpdate]]:
         """Count `batch` per (slice, window, key) and route it to shards.

@@ -41,10 +41,12 @@ from operators.pure.shards import (
     ROUTING_VERSION,
     ConfigFingerprint,
     ConfigMismatchError,
+    Decisions,
     KeyValues,
     ShardUpdate,
     WindowCounts,
     shard_of,
+    show_setting,
 )
 from operators.pure.slices import SliceSpec
 from operators.pure.window_counts import (
@@ -79,6 +81,10 @@ class FewerPartitionsError(ValueError):
         self.stored = stored
 
 
+class ResumeMismatchError(ValueError):
+    """The recovery state was written with settings this run cannot continue under."""
+
+
 class ShardSnapshot(NamedTuple):
     """A shard's resumable state. Immutable once taken."""
 
@@ -101,6 +107,8 @@ class ShardSnapshot(NamedTuple):
     # `window_let_go` up to `cut_through`; None in older snapshots.
     let_go_through: float | None = None
     cut_through: float = -math.inf
+    # `Settings.decisions` of the run that wrote it; None in older snapshots.
+    decisions: Decisions | None = None
 
 
 class WindowShard:
@@ -113,13 +121,14 @@ class WindowShard:
         buckets: int,
         snapshot: ShardSnapshot | None = None,
         max_windows: int | None = DEFAULT_MAX_WINDOWS,
+        decisions: Decisions = (),
     ) -> None:
         """Start empty, or resume from `snapshot` taken with compatible settings."""
         self.slices = slices
         self.window_seconds = window_seconds
         self.buckets = buckets
         self.max_windows = max_windows
-        self.fingerprint = ConfigFingerprint.of(slices, window_seconds, buckets)
+        self.fingerprint = ConfigFingerprint.of(slices, window_seconds, buckets, decisions)
         self.slice_index = -1
         self.partition_count = 0
         # Per partition: the watermark its log has reached (only grows), and
@@ -150,17 +159,18 @@ class WindowShard:
         ):
             if was != now:
                 msg = f"{name}: recovery state was written with {was}, now {now}; use a new recovery directory"
-                raise ValueError(msg)
+                raise ResumeMismatchError(msg)
         if snapshot.routing != ROUTING_VERSION:
             msg = (
                 f"SHARDS_PER_SLICE: recovery state routes keys to shards by scheme {snapshot.routing}, "
                 f"this version by scheme {ROUTING_VERSION}; use a new recovery directory"
             )
-            raise ValueError(msg)
+            raise ResumeMismatchError(msg)
         names = [spec.name for spec in self.slices]
         if snapshot.slice_name and snapshot.slice_name not in names:
             msg = f"SLICES: recovery state holds slice {snapshot.slice_name!r}, which is no longer configured"
-            raise ValueError(msg)
+            raise ResumeMismatchError(msg)
+        self._check_decisions(snapshot.decisions)
         # An empty name: the shard was snapshotted before its first update.
         self.slice_index = names.index(snapshot.slice_name) if snapshot.slice_name else -1
         self.partition_count = snapshot.partition_count
@@ -192,6 +202,21 @@ class WindowShard:
         else:
             self.let_go_through = snapshot.let_go_through
         self.cut_through = snapshot.cut_through
+
+    def _check_decisions(self, stored: Decisions | None) -> None:
+        if stored is None:
+            # Older snapshots did not record them: nothing to hold this run to.
+            return
+        now = self.fingerprint.settings()
+        for name, was, fixed in stored:
+            # A setting this version no longer has cannot be held to.
+            if fixed and name in now and now[name] != was:
+                msg = (
+                    f"{name}: recovery state was written with {show_setting(name, was)}, "
+                    f"now {show_setting(name, now[name])}; a replayed message could be decided twice, "
+                    "differently: start with the value it was written with, or use a new recovery directory"
+                )
+                raise ResumeMismatchError(msg)
 
     def watermark(self) -> float:
         """The minimum progress over all input partitions (-inf until all reported)."""
@@ -383,4 +408,5 @@ class WindowShard:
             {start: keys.copy() for start, keys in self.revisable.items()},
             self.let_go_through,
             self.cut_through,
+            self.fingerprint.decisions,
         )

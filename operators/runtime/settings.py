@@ -5,6 +5,8 @@ settings table lists the same names. A bad value raises `ConfigError` naming the
 variable, before any Kafka client is built.
 """
 
+import hashlib
+import hmac
 import logging
 import os
 from collections.abc import Mapping
@@ -13,6 +15,7 @@ from typing import Literal
 
 from operators.pure.events import DEFAULT_MAX_FIELD_BYTES
 from operators.pure.partition import DEFAULT_MAX_AHEAD_OF_RECORD_SECONDS
+from operators.pure.shards import Decisions
 from operators.pure.slices import FIELDS, SliceSpec
 from operators.pure.window_shard import DEFAULT_MAX_WINDOWS
 from operators.runtime.logs import LOG_FORMATS
@@ -125,6 +128,35 @@ class Settings:
     def exactly_once(self) -> bool:
         """Whether outputs are written in transactions committed at each epoch."""
         return self.processing_guarantee == "exactly-once"
+
+    def decisions(self) -> Decisions:
+        """The settings every process must agree on beyond routing, and whether a resume may change each.
+
+        Fixed across a resume: what decides whether a replayed message counts,
+        is rejected or is late, and how a key is written. Changing one under
+        recovery state could leave a message counted by one run and rejected
+        by the next. Topics, the memory bound and bounded-or-tail may change
+        across a resume (docs/operations.md says why), but two processes of
+        one run must still agree on them.
+        """
+        key_digest = ""
+        if self.pseudonymize_key:
+            key_digest = hmac.new(self.pseudonymize_key, b"loginflow settings", hashlib.sha256).hexdigest()[:12]
+        return (
+            ("ALLOWED_LATENESS_SECONDS", self.allowed_lateness_seconds, True),
+            ("MAX_AHEAD_OF_RECORD_SECONDS", self.max_ahead_of_record_seconds, True),
+            ("MAX_FIELD_BYTES", self.max_field_bytes, True),
+            ("PSEUDONYMIZE", ",".join(sorted(self.pseudonymize)), True),
+            ("PSEUDONYMIZE_KEY", key_digest, True),
+            ("PROCESSING_GUARANTEE", self.processing_guarantee, True),
+            ("STOP_AT_END", self.stop_at_end, False),
+            ("MAX_WINDOWS_PER_SHARD", self.max_windows_per_shard, False),
+            ("INPUT_TOPIC", self.input_topic, False),
+            ("OUTPUT_TOPIC", self.output_topic, False),
+            ("DLQ_TOPIC", self.dlq_topic, False),
+            ("LATE_TOPIC", self.late_topic, False),
+            ("TRANSACTIONAL_ID_PREFIX", self.transactional_id_prefix, False),
+        )
 
     def kafka_config(self) -> dict[str, str]:
         """The librdkafka settings every client starts from."""

@@ -21,7 +21,7 @@ def default_thresholds() -> Iterator[None]:
 @pytest.mark.usefixtures("default_thresholds")
 def test_building_a_shard_relaxes_the_collector() -> None:
     assert gc.get_threshold() == (700, 10, 10)
-    WindowShardLogic([SliceSpec(("user_id",), 1)], 60, 4, None, input_topic="user-login", max_windows=128)
+    WindowShardLogic([SliceSpec(("user_id",), 1)], 60, 4, None, input_topic="user-login", max_windows=128, decisions=())
     assert gc.get_threshold() == (YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
 
 

@@ -520,6 +520,8 @@ def test_snapshot_contents() -> None:
         ROUTING_VERSION,
         {},
         T0 + 61,
+        -math.inf,
+        (),
     )
 
 
@@ -560,7 +562,7 @@ def test_restoring_with_another_window_length_is_refused() -> None:
 
 
 def test_logic_reuses_the_snapshot_until_a_batch_changes_the_state() -> None:
-    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None, input_topic="user-login", max_windows=128)
+    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None, input_topic="user-login", max_windows=128, decisions=())
     first = logic.snapshot()
     assert logic.snapshot() is first
     emitted, retain = logic.on_batch([update(0, T0 + 10, {(T0, ("a",)): 1})])
@@ -577,7 +579,7 @@ def test_logic_returns_the_resume_state_until_changed() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 10, {(T0, ("a",)): 1})])
     resume = shard.snapshot()
-    logic = WindowShardLogic([BY_USER], 60, BUCKETS, resume, input_topic="user-login", max_windows=128)
+    logic = WindowShardLogic([BY_USER], 60, BUCKETS, resume, input_topic="user-login", max_windows=128, decisions=())
     assert logic.snapshot() is resume
     assert logic.on_batch([update(0, T0 + 60), update(1, T0 + 60)]) == ([ClosedCounts([count(T0, "a", 1)], [])], False)
     assert logic.snapshot() is not resume
@@ -585,7 +587,7 @@ def test_logic_returns_the_resume_state_until_changed() -> None:
 
 
 def test_logic_on_eof_with_open_windows_warns_and_emits_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None, input_topic="user-login", max_windows=128)
+    logic = WindowShardLogic([BY_USER], 60, BUCKETS, None, input_topic="user-login", max_windows=128, decisions=())
     logic.on_batch([update(0, T0 + 10, {(T0, ("a",)): 1})])
     with caplog.at_level(logging.WARNING, logger="operators.count"):
         assert logic.on_eof() == ([], False)

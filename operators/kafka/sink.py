@@ -31,7 +31,13 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from operators.kafka.client import producer_config
 from operators.kafka.topics import KafkaSetupError, ensure_topic, topic_max_message_bytes, topic_partition_count
-from operators.kafka.transactional_writer import TransactionalWriter, WriterState
+from operators.kafka.transactional_writer import (
+    LegacyWriterState,
+    OutputPartitionsChanged,
+    TransactionalWriter,
+    WriterState,
+    check_output_partitions,
+)
 from operators.pure.encoding import KafkaRecord, RecordChunk
 from operators.pure.murmur2 import partition_for
 from operators.runtime.logs import kv
@@ -48,8 +54,12 @@ DEFAULT_TOPIC_MAX_MESSAGE_BYTES = 1_048_588
 RECORD_OVERHEAD_BYTES = 4096
 
 Routed = tuple[str, list[KafkaRecord]]
-SinkState = WriterState | int | None
-"""A transactional writer's state (an int from older versions); None with at-least-once."""
+AtLeastOnceState = tuple[str, int]
+"""("at-least-once", the topic's partition count); None in versions before it was kept."""
+SinkState = WriterState | LegacyWriterState | AtLeastOnceState | None
+"""A transactional writer's state, or an at-least-once partition's."""
+
+AT_LEAST_ONCE = "at-least-once"
 
 
 class DeliveryError(RuntimeError):
@@ -156,9 +166,23 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
         self, step_id: str, for_part: str, resume_state: SinkState
     ) -> StatefulSinkPartition[list[KafkaRecord], Any]:
         """A transactional writer of one Kafka partition, or this process's shared producer."""
-        if self.settings.exactly_once:
-            return TransactionalWriter(self.settings, self.topic, self.setting_name, int(for_part), resume_state)
-        return _FlushAtSnapshot(_shared_producer(self.settings, self.topic))
+        partitions = self._discover()
+        with stop_on(OutputPartitionsChanged):
+            if self.settings.exactly_once:
+                return TransactionalWriter(
+                    self.settings,
+                    self.topic,
+                    self.setting_name,
+                    int(for_part),
+                    partitions,
+                    resume_state,  # type: ignore[arg-type]  # the guarantee is fixed across resumes
+                )
+            if isinstance(resume_state, tuple) and resume_state[0] == AT_LEAST_ONCE:
+                stored = resume_state[1]
+                check_output_partitions(
+                    self.setting_name, self.topic, stored if isinstance(stored, int) else None, partitions
+                )
+            return _FlushAtSnapshot(_shared_producer(self.settings, self.topic), partitions)
 
 
 _PRODUCERS: dict[str, "TopicProducer"] = {}
@@ -225,18 +249,21 @@ class TopicProducer:
             raise DeliveryError(msg)
 
 
-class _FlushAtSnapshot(StatefulSinkPartition[list[KafkaRecord], None]):
+class _FlushAtSnapshot(StatefulSinkPartition[list[KafkaRecord], AtLeastOnceState]):
     """At-least-once: produce as chunks come, confirm at each epoch's end."""
 
-    def __init__(self, producer: TopicProducer) -> None:
+    def __init__(self, producer: TopicProducer, partitions: int) -> None:
         self.producer = producer
+        # librdkafka places keys over the count it sees; a resume must see the same.
+        self.partitions = partitions
 
     def write_batch(self, values: list[list[KafkaRecord]]) -> None:
         for records in values:
             self.producer.produce(records)
 
-    def snapshot(self) -> None:
+    def snapshot(self) -> AtLeastOnceState:
         self.producer.confirm()
+        return AT_LEAST_ONCE, self.partitions
 
     def close(self) -> None:
         self.producer.confirm()

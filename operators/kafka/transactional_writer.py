@@ -26,13 +26,18 @@ transaction (its commit marker is written after `commit_transaction`
 returns), and resuming from there would take the epoch's own records for
 ones a replay will write again.
 
-Why skipping by identity is exact: every output record is a pure function
-of the input log. A metric record is keyed by window, slice and key values,
-and its value holds the count; a DLQ or late record carries its source
-partition and offset in its headers. The identity used here is the whole
-record (key, value and headers), so a replay skips exactly the copies that
-are already committed. (The key alone would not do: a revision of a window
-has the same key as the record it revises, with a larger count.)
+What the replay skips, and what it forgets, is `operators.pure.replay_skip`:
+metrics by their highest committed count per key, so a replay never commits
+a lower count than one already committed; everything else by identity with
+multiplicity. Every output record is a pure function of the input log: a
+metric record is keyed by window, slice and key values, and a DLQ or late
+record carries its source partition and offset in its headers.
+
+The snapshot also holds the topic's partition count. Records are routed by
+the murmur2 hash of their key over that count, so after partitions were
+added a replayed record or a revision would land in another partition than
+its first copy: the read-back would not find it, and "latest record per key"
+would span two partitions. A resume onto a topic with another count stops.
 
 The transactional.id is stable per topic and partition, so `init_transactions`
 fences any older process still writing there (a zombie after a network
@@ -47,6 +52,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from operators.kafka.client import client_reporting, producer_config
 from operators.pure.encoding import KafkaRecord
+from operators.pure.replay_skip import Remainder, ReplaySkip
 from operators.runtime.logs import kv
 from operators.runtime.settings import Settings
 from operators.runtime.shutdown import stop_process
@@ -57,20 +63,30 @@ TRANSACTION_TIMEOUT_MS = 60_000
 COMMIT_TIMEOUT_S = 60.0
 READ_BACK_TIMEOUT_S = 60.0
 
-Identity = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
-WriterState = tuple[int, frozenset[Identity]]
-"""(the partition's end offset after a commit, identities committed before the resume and not yet replayed).
+WriterState = tuple[int, Remainder, int]
+"""(the partition's end offset after a commit, what a resume must still skip, the topic's partition count).
 
 A plain tuple, so the recovery store does not name a class that could move.
-A bare int is the state of a loginflow from before the remainder was kept.
+Older versions stored a bare int (the end offset), then (end offset, a
+frozenset of identities).
 """
+LegacyWriterState = int | tuple[int, frozenset[Any]]
 
 
-def identity(key: bytes | None, value: bytes | None, headers: Any) -> Identity:
-    """A record's identity: its key, value and headers (see the module docstring)."""
-    items = headers.items() if isinstance(headers, dict) else (headers or ())
-    normalized = tuple((name, data.encode() if isinstance(data, str) else (data or b"")) for name, data in items)
-    return key, value, normalized
+class OutputPartitionsChanged(ValueError):
+    """The output topic has another partition count than the recovery state was written with."""
+
+
+def check_output_partitions(setting_name: str, topic: str, stored: int | None, now: int) -> None:
+    """Stop a resume onto an output topic whose partition count changed."""
+    if stored is not None and stored != now:
+        msg = (
+            f"{setting_name}={topic!r} has {now} partitions, the recovery state was written with {stored}: "
+            "records route by key over the partition count, so replays and revisions would land in other "
+            "partitions than their first copies; write to a new topic with a new recovery directory, "
+            f"or recreate {topic!r} with {stored} partitions"
+        )
+        raise OutputPartitionsChanged(msg)
 
 
 def transactional_id(settings: Settings, topic: str, partition: int) -> str:
@@ -78,9 +94,12 @@ def transactional_id(settings: Settings, topic: str, partition: int) -> str:
     return f"{settings.transactional_id_prefix}-{topic}-{partition}"
 
 
-def _resume_parts(state: WriterState | int | None) -> tuple[int | None, frozenset[Identity]]:
+def _resume_parts(state: WriterState | LegacyWriterState | None) -> tuple[int | None, Remainder | None, int | None]:
     if state is None or isinstance(state, int):
-        return state, frozenset()
+        return state, None, None
+    if len(state) == 2:  # noqa: PLR2004 - the state of a version that kept identities in a set
+        offset, identities = state
+        return offset, (tuple((found, 1) for found in identities), ()), None
     return state
 
 
@@ -93,12 +112,14 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
         topic: str,
         setting_name: str,
         partition: int,
-        resume_state: WriterState | int | None,
+        partitions: int,
+        resume_state: WriterState | LegacyWriterState | None,
     ) -> None:
         """Fence older writers of this partition, then learn what a resumed run must not write again."""
         self.topic = topic
         self.setting_name = setting_name
         self.partition = partition
+        self.partitions = partitions
         self.txn_id = transactional_id(settings, topic, partition)
         self._producer = Producer(
             {
@@ -121,10 +142,14 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
             self._producer.init_transactions(COMMIT_TIMEOUT_S)
         except KafkaException as exc:
             self._stop("cannot start its transactions", exc)
-        resume_offset, not_yet_replayed = _resume_parts(resume_state)
-        self._committed: set[Identity] = set(not_yet_replayed)
+        resume_offset, not_yet_replayed, stored_partitions = _resume_parts(resume_state)
+        check_output_partitions(setting_name, topic, stored_partitions, partitions)
+        self._skip = ReplaySkip(
+            by_count=setting_name == "OUTPUT_TOPIC", source_topic=settings.input_topic, remainder=not_yet_replayed
+        )
+        carried_over = len(self._skip)
         if resume_offset is not None:
-            self._committed |= self._read_committed(resume_offset)
+            self._skip.add_all(self._read_committed(resume_offset))
         logger.info(
             "transactional writer ready %s",
             kv(
@@ -132,8 +157,8 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
                 partition=partition,
                 transactional_id=self.txn_id,
                 resume_offset=resume_offset,
-                carried_over=len(not_yet_replayed),
-                already_committed=len(self._committed),
+                carried_over=carried_over,
+                already_committed=len(self._skip),
             ),
         )
 
@@ -165,13 +190,13 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
             return exc.args[0]
         return error
 
-    def _read_committed(self, start: int) -> set[Identity]:
-        """Identities of the committed records from `start` to the partition's end."""
+    def _read_committed(self, start: int) -> list[tuple[bytes | None, bytes | None, Any]]:
+        """The committed records from `start` to the partition's end."""
         tp = TopicPartition(self.topic, self.partition)
         consumer = Consumer({**self._reader_config, "isolation.level": "read_committed"})
         try:
             _low, end = consumer.get_watermark_offsets(tp, timeout=READ_BACK_TIMEOUT_S, cached=False)
-            found: set[Identity] = set()
+            found: list[tuple[bytes | None, bytes | None, Any]] = []
             if end <= start:
                 return found
             consumer.assign([TopicPartition(self.topic, self.partition, start)])
@@ -180,7 +205,7 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
                 for message in consumer.consume(1000, 1.0):
                     error = message.error()
                     if error is None:
-                        found.add(identity(message.key(), message.value(), message.headers()))
+                        found.append((message.key(), message.value(), message.headers()))
                         done = (message.offset() or 0) + 1 >= end
                     elif error.code() == KafkaError._PARTITION_EOF:
                         done = True
@@ -199,14 +224,11 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
                 self._producer.begin_transaction()
                 self._in_transaction = True
             produce, topic, partition = self._producer.produce, self.topic, self.partition
-            committed = self._committed
+            skip = self._skip
             for records in values:
                 for key, value, headers in records:
-                    if committed:
-                        found = identity(key, value, headers)
-                        if found in committed:
-                            committed.discard(found)
-                            continue
+                    if skip and skip.skips(key, value, headers):
+                        continue
                     while True:
                         try:
                             produce(topic, value, key, partition=partition, headers=headers or None)
@@ -231,7 +253,7 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
             )
         except KafkaException as exc:
             self._stop("cannot read its end offset", exc)
-        return int(end), frozenset(self._committed)
+        return int(end), self._skip.remainder(), self.partitions
 
     def close(self) -> None:
         """Commit what is left (bounded runs end here) and leave the broker."""

@@ -102,7 +102,7 @@ def test_a_resumed_transactional_writer_skips_what_it_already_committed(
     settings = exactly_once(kafka_brokers)
     epoch1 = [KafkaRecord(b"a", b"1", []), KafkaRecord(b"b", b"1", [("h", b"x")])]
     epoch2 = [KafkaRecord(b"c", b"1", []), KafkaRecord(b"a", b"2", [])]
-    writer = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
+    writer = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, 1, None)
     writer.write_batch([epoch1])
     after_epoch1 = writer.snapshot()
     writer.write_batch([epoch2])
@@ -110,7 +110,7 @@ def test_a_resumed_transactional_writer_skips_what_it_already_committed(
     # A crash before Bytewax made epoch 2's snapshot durable: the resumed run
     # replays epoch 2 from epoch 1's state, and goes on with epoch 3.
     resume_state = after_epoch1[0] if bare_offset else after_epoch1
-    resumed = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, resume_state)
+    resumed = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, 1, resume_state)
     resumed.write_batch([[*epoch2, KafkaRecord(b"d", b"1", [])]])
     resumed.snapshot()
     resumed.close()
@@ -133,17 +133,17 @@ def test_a_second_crash_during_the_replay_still_skips_what_the_first_run_committ
     settings = exactly_once(kafka_brokers)
     epoch1 = [KafkaRecord(b"a", b"1", [])]
     epoch2 = [KafkaRecord(f"k{index}".encode(), b"1", []) for index in range(6)]
-    first = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
+    first = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, 1, None)
     first.write_batch([epoch1])
     after_epoch1 = first.snapshot()
     first.write_batch([epoch2])
     first.snapshot()
 
-    second = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, after_epoch1)
+    second = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, 1, after_epoch1)
     second.write_batch([epoch2[:2]])
     partway = second.snapshot()
 
-    third = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, partway)
+    third = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, 1, partway)
     third.write_batch([[*epoch2[2:], KafkaRecord(b"new", b"1", [])]])
     third.close()
     expected = [(record.key, record.value) for record in [*epoch1, *epoch2, KafkaRecord(b"new", b"1", [])]]
@@ -155,10 +155,10 @@ def test_a_transaction_left_open_by_a_crash_is_aborted_by_the_next_writer(
 ) -> None:
     topic = topic_factory(1)
     settings = exactly_once(kafka_brokers)
-    crashed = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
+    crashed = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, 1, None)
     crashed.write_batch([[KafkaRecord(b"lost", b"1", [])]])
     crashed._producer.flush(10)  # on the broker, in an open transaction
-    successor = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, None)
+    successor = TransactionalWriter(settings, topic, "OUTPUT_TOPIC", 0, 1, None)
     successor.write_batch([[KafkaRecord(b"kept", b"1", [])]])
     successor.close()
     assert read_committed(kafka_brokers, topic) == [(b"kept", b"1")]

@@ -2,8 +2,9 @@
 
 import pytest
 
-from operators.kafka.transactional_writer import identity, transactional_id
+from operators.kafka.transactional_writer import transactional_id
 from operators.pure.murmur2 import murmur2, partition_for
+from operators.pure.replay_skip import identity
 from operators.runtime.settings import Settings
 
 # From Apache Kafka's UtilsTest.testMurmur2 (clients/src/test/.../utils/UtilsTest.java).

@@ -1,0 +1,80 @@
+"""What a resumed exactly-once writer skips: counts by key, copies by multiplicity, foreign records never."""
+
+from operators.pure.replay_skip import ReplaySkip, identity, metric_count
+
+
+def metric(key: str, count: int) -> tuple[bytes, bytes, list]:
+    return key.encode(), b'{"window_start":"x","key":{"user_id":"u"},"count":%d}' % count, []
+
+
+def forwarded(offset: int, partition: int = 0, topic: bytes = b"in", error: bytes = b"invalid_json") -> tuple:
+    headers = [
+        ("error", error),
+        ("source_topic", topic),
+        ("source_partition", str(partition).encode()),
+        ("source_offset", str(offset).encode()),
+    ]
+    return b"k", b"v%d" % offset, headers
+
+
+def closed_window(count: int) -> tuple[bytes, bytes, list]:
+    key, value, _ = metric("w", count)
+    return key, value, [("error", b"window_closed"), ("source_topic", b"in")]
+
+
+def test_metric_count_reads_the_last_field() -> None:
+    assert metric_count(metric("a", 42)[1]) == 42
+    assert metric_count(b"1") is None
+    assert metric_count(b'{"count":x}') is None
+
+
+def test_a_replayed_lower_count_is_never_written_over_a_committed_higher_one() -> None:
+    skip = ReplaySkip(by_count=True, source_topic="in")
+    skip.add_all([metric("a", 3), metric("a", 5)])
+    # The replay closed the window earlier (4), then revised it to the committed 5, then grew.
+    assert skip.skips(*metric("a", 4))
+    assert skip.skips(*metric("a", 5))
+    assert not skip.skips(*metric("a", 6))
+    assert not skip
+
+
+def test_a_replay_that_skips_the_committed_count_writes_the_next_higher_one() -> None:
+    skip = ReplaySkip(by_count=True, source_topic="in")
+    skip.add_committed(*metric("a", 5))
+    assert not skip.skips(*metric("a", 7))
+    assert not skip.skips(*metric("a", 2)), "after the replay passed the committed count, counts are new"
+
+
+def test_identical_records_are_skipped_as_often_as_they_were_committed() -> None:
+    skip = ReplaySkip(by_count=False, source_topic="in")
+    skip.add_all([closed_window(1), closed_window(1)])
+    assert [skip.skips(*closed_window(1)) for _ in range(3)] == [True, True, False]
+
+
+def test_records_of_another_dataflow_on_a_shared_topic_are_not_kept() -> None:
+    skip = ReplaySkip(by_count=False, source_topic="in")
+    skip.add_all([forwarded(1, topic=b"other-input"), forwarded(2, topic=b"other-input")])
+    assert not skip
+    assert skip.remainder() == ((), ())
+
+
+def test_what_no_replay_can_produce_again_is_forgotten_at_the_next_snapshot() -> None:
+    skip = ReplaySkip(by_count=False, source_topic="in")
+    # Committed after the snapshot: offsets 10, 11 of partition 0, and 10 of partition 1.
+    skip.add_all([forwarded(10), forwarded(11), forwarded(10, partition=1)])
+    # The replay decides offset 10 of partition 0 differently, then reaches offset 12.
+    assert not skip.skips(*forwarded(10, error=b"other"))
+    assert skip.skips(*forwarded(11))
+    assert not skip.skips(*forwarded(12))
+    copies, counts = skip.remainder()
+    assert [found for found, _n in copies] == [identity(*forwarded(10, partition=1))]
+    assert counts == ()
+
+
+def test_the_remainder_resumes_into_an_equal_skip_state() -> None:
+    for by_count, records in [(True, [metric("a", 5), metric("b", 2)]), (False, [closed_window(1)] * 2)]:
+        skip = ReplaySkip(by_count=by_count, source_topic="in")
+        skip.add_all(records)
+        resumed = ReplaySkip(by_count=by_count, source_topic="in", remainder=skip.remainder())
+        assert resumed.remainder() == skip.remainder()
+        assert len(resumed) == 2

@@ -69,9 +69,7 @@ def test_a_replay_never_commits_a_count_lower_than_one_committed(
     assert counts == [2, 3, 5, 6]
 
 
-def test_identical_window_closed_records_are_each_skipped_once(
-    kafka_brokers: str, topic_factory: TopicFactory
-) -> None:
+def test_identical_window_closed_records_are_each_skipped_once(kafka_brokers: str, topic_factory: TopicFactory) -> None:
     topic = topic_factory(1)
     first = writer(kafka_brokers, topic, "DLQ_TOPIC")
     first.write_batch([[reject(0)]])

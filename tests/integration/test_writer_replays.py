@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 
 from devkit.records import consume_all
 from operators.kafka.transactional_writer import TransactionalWriter
-from operators.pure.encoding import KafkaRecord
+from operators.pure.encoding import Headers, KafkaRecord
 from tests.integration.test_sink import exactly_once
 from tests.outputs import TopicFactory
 
@@ -32,7 +32,7 @@ def window_closed(user: str, count: int) -> KafkaRecord:
 
 
 def reject(offset: int, source_topic: bytes = b"user-login") -> KafkaRecord:
-    headers = [
+    headers: Headers = [
         ("error", b"invalid_json"),
         ("source_topic", source_topic),
         ("source_partition", b"0"),

@@ -65,7 +65,7 @@ def test_a_replay_never_commits_a_count_lower_than_one_committed(
     replay.snapshot()
     replay.write_batch([[metric("a", 5), metric("a", 6)]])
     replay.close()
-    counts = [int(value.rsplit(b":", 1)[1][:-1]) for _key, value in committed(kafka_brokers, topic)]
+    counts = [int(value.rsplit(b":", 1)[1][:-1]) for _key, value in committed(kafka_brokers, topic) if value]
     assert counts == [2, 3, 5, 6]
 
 

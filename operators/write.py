@@ -4,6 +4,7 @@ The Kafka sinks (`operators.kafka.sink`) route each record to its partition
 themselves, so a write is a filter of empty chunks, a route, and the output.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,10 @@ from bytewax.outputs import Sink
 from operators.kafka.sink import KafkaTopicSink
 from operators.kafka.topics import metrics_topic_config
 from operators.pure.encoding import KafkaRecord, RecordChunk, has_records
+from operators.runtime.logs import kv
 from operators.runtime.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,15 @@ class Sinks:
 
 def kafka_sinks(settings: Settings) -> Sinks:
     """The production sinks: one Kafka topic per stream."""
+    if settings.exactly_once:
+        # Said at every start, so an operator can match the ids the broker holds to this dataflow.
+        logger.info(
+            "exactly-once transactional ids %s",
+            kv(
+                transactional_id_prefix=settings.transactional_id_prefix,
+                derived_from_topics=settings.transactional_id_prefix_is_derived,
+            ),
+        )
     return Sinks(
         metrics=KafkaTopicSink(settings, settings.output_topic, "OUTPUT_TOPIC", metrics_topic_config(settings)),
         dlq=KafkaTopicSink(settings, settings.dlq_topic, "DLQ_TOPIC", forwards_input=True),

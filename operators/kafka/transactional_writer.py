@@ -41,7 +41,10 @@ would span two partitions. A resume onto a topic with another count stops.
 
 The transactional.id is stable per topic and partition, so `init_transactions`
 fences any older process still writing there (a zombie after a network
-partition) and aborts the transaction it left open.
+partition) and aborts the transaction it left open. A writer that is fenced
+itself cannot tell a zombie from another dataflow with the same prefix, and
+restarting would only fence the other one back: it stops with one line
+naming TRANSACTIONAL_ID_PREFIX and the id.
 """
 
 import logging
@@ -94,6 +97,19 @@ def transactional_id(settings: Settings, topic: str, partition: int) -> str:
     return f"{settings.transactional_id_prefix}-{topic}-{partition}"
 
 
+FENCED_CODES = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+
+
+def taken_over(txn_id: str, prefix: str, derived: bool) -> str:
+    """The stop line of a writer whose transactional id another producer took over."""
+    origin = "derived from its topic names" if derived else "set by TRANSACTIONAL_ID_PREFIX"
+    return (
+        f"TRANSACTIONAL_ID_PREFIX: transactional id {txn_id!r} was taken over by another producer "
+        "(another dataflow with the same prefix, or a second copy of this one); "
+        f"give each dataflow its own prefix (this one uses {prefix!r}, {origin})"
+    )
+
+
 def _resume_parts(state: WriterState | LegacyWriterState | None) -> tuple[int | None, Remainder | None, int | None]:
     if state is None or isinstance(state, int):
         return state, None, None
@@ -121,6 +137,8 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
         self.partition = partition
         self.partitions = partitions
         self.txn_id = transactional_id(settings, topic, partition)
+        self._prefix = settings.transactional_id_prefix
+        self._prefix_derived = settings.transactional_id_prefix_is_derived
         self._producer = Producer(
             {
                 **producer_config(settings),
@@ -164,19 +182,13 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
 
     def _stop(self, what: str, exc: KafkaException) -> None:
         error = self._cause(exc.args[0])
-        fenced = isinstance(error, KafkaError) and error.code() in (
-            KafkaError._FENCED,
-            KafkaError.PRODUCER_FENCED,
-            KafkaError.INVALID_PRODUCER_EPOCH,
-        )
-        why = (
-            "another process took over its transactional.id (same TRANSACTIONAL_ID_PREFIX); this one is a zombie"
-            if fenced
-            else str(error)
-        )
+        where = f"{self.setting_name}={self.topic!r} partition {self.partition}"
+        if isinstance(error, KafkaError) and error.code() in FENCED_CODES:
+            # Not "resumes from the last snapshot": a restart would fence the other producer back.
+            stop_process(f"{taken_over(self.txn_id, self._prefix, self._prefix_derived)}; {where} {what}")
         stop_process(
-            f"{self.setting_name}={self.topic!r} partition {self.partition} (transactional.id {self.txn_id!r}) "
-            f"{what}: {why}; stopping so that recovery resumes from the last snapshot"
+            f"{where} (transactional.id {self.txn_id!r}) {what}: {error}; "
+            "stopping so that recovery resumes from the last snapshot"
         )
 
     def _cause(self, error: object) -> object:

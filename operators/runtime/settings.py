@@ -26,6 +26,9 @@ StartOffset = Literal["earliest", "latest"]
 
 PROCESSING_GUARANTEES = ("at-least-once", "exactly-once")
 
+TRANSACTIONAL_ID_PREFIX_BASE = "loginflow"
+"""The readable start of a derived prefix, and the whole prefix loginflow used before it derived one."""
+
 
 class ConfigError(ValueError):
     """A setting has a value loginflow cannot run with."""
@@ -73,7 +76,8 @@ class Settings:
     # PROCESSING_GUARANTEE: at-least-once, or exactly-once (transactional outputs, committed each epoch).
     processing_guarantee: str = "at-least-once"
     # TRANSACTIONAL_ID_PREFIX: transactional.id is <prefix>-<topic>-<partition> with exactly-once.
-    transactional_id_prefix: str = "loginflow"
+    # Unset (empty here): `derived_transactional_id_prefix` of the four topic names.
+    transactional_id_prefix: str = ""
     # LOG_LEVEL
     log_level: str = "INFO"
     # LOG_FORMAT: kv (key=value lines) or json (one object per line).
@@ -116,13 +120,28 @@ class Settings:
             processing_guarantee=_choice(
                 env, "PROCESSING_GUARANTEE", PROCESSING_GUARANTEES, defaults.processing_guarantee
             ),
-            transactional_id_prefix=_non_empty(env, "TRANSACTIONAL_ID_PREFIX", defaults.transactional_id_prefix),
+            transactional_id_prefix=_optional_non_empty(env, "TRANSACTIONAL_ID_PREFIX"),
             log_level=_log_level(env),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, defaults.log_format),
             pseudonymize=_pseudonymize(env),
             pseudonymize_key=_pseudonymize_key(env),
             kafka_props=kafka_props_from_env(env),
         )
+
+    def __post_init__(self) -> None:
+        """Derive the transactional id prefix when none is given, so every process of a dataflow has the same."""
+        if not self.transactional_id_prefix:
+            derived = derived_transactional_id_prefix(
+                self.input_topic, self.output_topic, self.dlq_topic, self.late_topic
+            )
+            # The documented way to set a field of a frozen dataclass while it is built.
+            object.__setattr__(self, "transactional_id_prefix", derived)
+
+    @property
+    def transactional_id_prefix_is_derived(self) -> bool:
+        """Whether the prefix came from the topic names rather than TRANSACTIONAL_ID_PREFIX."""
+        topics = (self.input_topic, self.output_topic, self.dlq_topic, self.late_topic)
+        return self.transactional_id_prefix == derived_transactional_id_prefix(*topics)
 
     @property
     def exactly_once(self) -> bool:
@@ -161,6 +180,26 @@ class Settings:
     def kafka_config(self) -> dict[str, str]:
         """The librdkafka settings every client starts from."""
         return {"bootstrap.servers": self.brokers, **self.kafka_props}
+
+
+def derived_transactional_id_prefix(input_topic: str, output_topic: str, dlq_topic: str, late_topic: str) -> str:
+    """`loginflow-` and a digest of the topics a dataflow reads and writes.
+
+    Two dataflows that differ in any of the four topics get different
+    transactional ids, so they cannot fence each other by accident, while every
+    process and every restart of one dataflow computes the same prefix. The
+    readable start keeps ids recognisable, and a PREFIXED `loginflow` ACL on
+    transactional ids still covers them.
+
+    >>> derived_transactional_id_prefix("user-login", "login-metrics", "user-login-dlq", "user-login-late")
+    'loginflow-56e2fcab55'
+    """
+    # Named fields, newline-separated: Kafka topic names never contain "=" or a newline.
+    text = "\n".join(
+        f"{name}={topic}"
+        for name, topic in (("input", input_topic), ("output", output_topic), ("dlq", dlq_topic), ("late", late_topic))
+    )
+    return f"{TRANSACTIONAL_ID_PREFIX_BASE}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def parse_slices(text: str) -> tuple[SliceSpec, ...]:
@@ -211,6 +250,13 @@ def _non_empty(env: Mapping[str, str], name: str, default: str) -> str:
         msg = f"{name}: must not be empty"
         raise ConfigError(msg)
     return value
+
+
+def _optional_non_empty(env: Mapping[str, str], name: str) -> str:
+    """The stripped value, or "" when unset; set but blank is an error."""
+    if name not in env:
+        return ""
+    return _non_empty(env, name, "")
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

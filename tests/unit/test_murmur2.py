@@ -2,7 +2,7 @@
 
 import pytest
 
-from operators.kafka.transactional_writer import transactional_id
+from operators.kafka.transactional_writer import taken_over, transactional_id
 from operators.pure.murmur2 import murmur2, partition_for
 from operators.pure.replay_skip import identity
 from operators.runtime.settings import Settings
@@ -40,3 +40,11 @@ def test_identity_is_the_whole_record_whatever_the_header_shape() -> None:
 def test_transactional_ids_are_stable_per_prefix_topic_and_partition() -> None:
     settings = Settings(transactional_id_prefix="prod")
     assert transactional_id(settings, "login-metrics", 2) == "prod-login-metrics-2"
+
+
+def test_the_taken_over_line_names_the_setting_the_id_and_the_prefix_in_use() -> None:
+    line = taken_over("loginflow-56e2fcab55-login-metrics-0", "loginflow-56e2fcab55", derived=True)
+    assert line.startswith("TRANSACTIONAL_ID_PREFIX: transactional id 'loginflow-56e2fcab55-login-metrics-0' ")
+    assert "give each dataflow its own prefix (this one uses 'loginflow-56e2fcab55', derived from its topic" in line
+    assert "set by TRANSACTIONAL_ID_PREFIX" in taken_over("prod-login-metrics-0", "prod", derived=False)
+    assert "\n" not in line

@@ -1,6 +1,7 @@
 """Settings from the environment: defaults, parsing, and one clear error per bad value."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -242,3 +243,45 @@ def test_pseudonymize_settings_parse_and_secrets_stay_out_of_repr() -> None:
     assert settings.pseudonymize == frozenset({"ip", "user_id"})
     assert settings.log_format == "json"
     assert "hunter2" not in repr(settings) and "a-long-enough-key" not in repr(settings)
+
+
+TOPICS = {"INPUT_TOPIC": "in-a", "OUTPUT_TOPIC": "out", "DLQ_TOPIC": "dlq", "LATE_TOPIC": "late"}
+
+
+def test_an_unset_transactional_id_prefix_is_derived_from_the_four_topics() -> None:
+    settings = Settings.from_env(TOPICS)
+    assert re.fullmatch(r"loginflow-[0-9a-f]{10}", settings.transactional_id_prefix)
+    assert settings.transactional_id_prefix_is_derived
+    assert Settings.from_env(TOPICS).transactional_id_prefix == settings.transactional_id_prefix
+    # Any other topic is another dataflow, with another prefix.
+    for name, topic in TOPICS.items():
+        other = Settings.from_env({**TOPICS, name: topic + "-2"})
+        assert other.transactional_id_prefix != settings.transactional_id_prefix, name
+    # Topic names are not interchangeable: a swap of two of them is another dataflow too.
+    swapped = Settings.from_env({**TOPICS, "DLQ_TOPIC": "late", "LATE_TOPIC": "dlq"})
+    assert swapped.transactional_id_prefix != settings.transactional_id_prefix
+    # Settings built directly derive it the same way.
+    direct = Settings(input_topic="in-a", output_topic="out", dlq_topic="dlq", late_topic="late")
+    assert direct.transactional_id_prefix == settings.transactional_id_prefix
+
+
+def test_the_derived_prefix_is_the_same_in_every_process() -> None:
+    """Every process of one dataflow must compute it alike: no per-process hash seed may reach it."""
+    script = "from operators.runtime.settings import Settings; print(Settings.from_env().transactional_id_prefix)"
+    seen = set()
+    for seed in ("1", "2", "random"):
+        env = {**os.environ, **TOPICS, "PYTHONHASHSEED": seed}
+        env.pop("TRANSACTIONAL_ID_PREFIX", None)
+        result = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
+        )
+        seen.add(result.stdout.strip())
+    assert seen == {Settings.from_env(TOPICS).transactional_id_prefix}
+
+
+def test_an_explicit_transactional_id_prefix_wins_and_a_blank_one_is_refused() -> None:
+    settings = Settings.from_env({**TOPICS, "TRANSACTIONAL_ID_PREFIX": " loginflow "})
+    assert settings.transactional_id_prefix == "loginflow"
+    assert not settings.transactional_id_prefix_is_derived
+    with pytest.raises(ConfigError, match="TRANSACTIONAL_ID_PREFIX: must not be empty"):
+        Settings.from_env({**TOPICS, "TRANSACTIONAL_ID_PREFIX": "  "})

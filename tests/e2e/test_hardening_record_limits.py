@@ -34,12 +34,12 @@ BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 BIG_TOPIC = {"max.message.bytes": str(4 * 1024 * 1024)}
 HUGE_TOPIC = {"max.message.bytes": str(20 * 1024 * 1024)}
 HUGE_PRODUCER = {"message.max.bytes": 32 * 1024 * 1024}
-FIELD_BYTES = 100_000
-# Control characters: JSON writes each as a six-byte escape, in the input and in login-metrics.
-CONTROL_FIELD = "\x01" * FIELD_BYTES
+METRICS_TOPIC = {"max.message.bytes": str(8 * 1024 * 1024)}
+FIELD_BYTES = 300_000
 
 
 def incompressible(size: int) -> str:
+    """Random text: the sink compresses, and the broker's limit applies to the compressed batch."""
     return base64.b64encode(os.urandom(size * 3 // 4 + 3)).decode()[:size]
 
 
@@ -49,12 +49,18 @@ def run_once(env: dict[str, str], tmp_path: Path) -> Finished:
     return finished
 
 
-def produce_control_field_event(brokers: str, topic: str) -> bytes:
-    big = login(BASE + 30, "big-user", app=CONTROL_FIELD)
+def produce_long_fields_event(brokers: str, topic: str) -> tuple[str, str]:
+    """An event whose app_version+device_type record, about 1.2 MB, exceeds the broker's default limit."""
+    app, device_type = incompressible(FIELD_BYTES), incompressible(FIELD_BYTES)
     messages = [(i % 2, b"k", varied_login(BASE + i, i)) for i in range(20)]
-    messages.insert(7, (1, b"big", big))
+    messages.insert(7, (1, b"big", login(BASE + 30, "big-user", app=app, device_type=device_type)))
     produce(brokers, topic, messages, config=HUGE_PRODUCER)
-    return big
+    return app, device_type
+
+
+def long_fields_env(brokers: str, input_topic: str, topics: dict[str, str]) -> dict[str, str]:
+    limit = str(FIELD_BYTES)
+    return flow_env(brokers, input_topic, topics, window=WINDOW, lateness=LATENESS, bounded=True, MAX_FIELD_BYTES=limit)
 
 
 def test_max_field_bytes_too_large_for_the_output_topic_stops_the_start_naming_it(
@@ -62,41 +68,33 @@ def test_max_field_bytes_too_large_for_the_output_topic_stops_the_start_naming_i
 ) -> None:
     input_topic = topic_factory(partitions=2, config=BIG_TOPIC)
     topics = output_topics(topic_factory)  # login-metrics with the broker's default limit
-    produce_control_field_event(kafka_brokers, input_topic)
-    env = flow_env(
-        kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS, bounded=True, MAX_FIELD_BYTES="100000"
-    )
-    finished = run_once(env, tmp_path)
+    produce_long_fields_event(kafka_brokers, input_topic)
+    finished = run_once(long_fields_env(kafka_brokers, input_topic, topics), tmp_path)
 
     assert finished.returncode == 2, finished.stderr[-3000:]
     bound = largest_field_bytes_within(Settings().slices, record_budget(BROKER_DEFAULT_MAX_MESSAGE_BYTES))
     last = finished.stderr.strip().splitlines()[-1]
-    assert last.startswith("loginflow: MAX_FIELD_BYTES=100000 lets a record reach "), last
+    assert last.startswith(f"loginflow: MAX_FIELD_BYTES={FIELD_BYTES} lets a record reach "), last
     assert f"OUTPUT_TOPIC={topics['metrics']!r} takes (max.message.bytes={BROKER_DEFAULT_MAX_MESSAGE_BYTES})" in last
     assert f"set MAX_FIELD_BYTES to at most {bound}," in last
     assert consume_all(kafka_brokers, topics["metrics"]) == [], "nothing may be written before the check"
 
 
-def test_max_field_bytes_an_output_topic_takes_runs_and_counts_the_long_field(
+def test_max_field_bytes_an_output_topic_takes_runs_and_counts_the_long_fields(
     kafka_brokers: str, topic_factory, tmp_path: Path
 ) -> None:
     input_topic = topic_factory(partitions=2, config=BIG_TOPIC)
     topics = output_topics(topic_factory)
-    topics["metrics"] = topic_factory(partitions=2, config=BIG_TOPIC)
-    produce_control_field_event(kafka_brokers, input_topic)
-    env = flow_env(
-        kafka_brokers, input_topic, topics, window=WINDOW, lateness=LATENESS, bounded=True, MAX_FIELD_BYTES="100000"
-    )
-    finished = run_once(env, tmp_path)
+    topics["metrics"] = topic_factory(partitions=2, config=METRICS_TOPIC)
+    app, device_type = produce_long_fields_event(kafka_brokers, input_topic)
+    finished = run_once(long_fields_env(kafka_brokers, input_topic, topics), tmp_path)
 
     assert finished.returncode == 0, finished.stderr[-3000:]
     out = collect(kafka_brokers, topics)
-    check_accounted(
-        out, read_log(kafka_brokers, input_topic), WINDOW, LATENESS, revisions=False, max_field_bytes=100000
-    )
-    long_ones = [r for r in out["metrics"] if json_of(r.value)["key"].get("app_version") == CONTROL_FIELD]
-    assert len(long_ones) == 2, "the long field is counted in both slices of app_version"
-    assert max(len(r.key or b"") + len(r.value or b"") for r in long_ones) > 12 * FIELD_BYTES
+    log = read_log(kafka_brokers, input_topic)
+    check_accounted(out, log, WINDOW, LATENESS, revisions=False, max_field_bytes=FIELD_BYTES)
+    [both] = [r for r in out["metrics"] if json_of(r.value)["key"] == {"app_version": app, "device_type": device_type}]
+    assert len(both.key or b"") + len(both.value or b"") > BROKER_DEFAULT_MAX_MESSAGE_BYTES
 
 
 def test_a_key_too_large_for_the_dlq_is_cut_and_the_run_goes_on(

@@ -42,7 +42,9 @@ def kafka_sinks(settings: Settings) -> Sinks:
             ),
         )
     return Sinks(
-        metrics=KafkaTopicSink(settings, settings.output_topic, "OUTPUT_TOPIC", metrics_topic_config(settings)),
+        metrics=KafkaTopicSink(
+            settings, settings.output_topic, "OUTPUT_TOPIC", metrics_topic_config(settings), writes_metrics=True
+        ),
         dlq=KafkaTopicSink(settings, settings.dlq_topic, "DLQ_TOPIC", forwards_input=True),
         late=KafkaTopicSink(settings, settings.late_topic, "LATE_TOPIC", forwards_input=True),
     )

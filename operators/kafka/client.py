@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
+from operators.pure.sizes import PRODUCER_MAX_MESSAGE_BYTES
 from operators.runtime.logs import RateLimit, kv
 from operators.runtime.settings import Settings
 
@@ -19,9 +20,8 @@ client_logger = logging.getLogger("operators.kafka.client")
 client_logger.addFilter(RateLimit())
 
 
-# Forwarded records can be as large as the input allowed; the broker's
-# per-topic limit still applies.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# librdkafka's default batch.size.
+DEFAULT_BATCH_BYTES = 1_000_000
 # A closing window writes its records in one burst; room for the whole burst
 # keeps `produce` from stalling on a full queue.
 MAX_QUEUED_RECORDS = 1_000_000
@@ -41,13 +41,20 @@ def client_reporting(on_error: Callable[[KafkaError], None] | None = None) -> di
     return {"error_cb": report, "logger": client_logger}
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
-    """What every producer of the dataflow starts from, at-least-once or transactional."""
+def producer_config(settings: Settings, batch_bytes: int = DEFAULT_BATCH_BYTES) -> dict[str, Any]:
+    """What every producer of the dataflow starts from, at-least-once or transactional.
+
+    The broker refuses a whole batch larger than its topic takes, and
+    librdkafka does not split one: a producer of a topic with a small
+    `max.message.bytes` gets a `batch_bytes` that fits it.
+    """
     return {
         **settings.kafka_config(),
         "linger.ms": "5",
         "compression.type": "lz4",
-        "message.max.bytes": str(MAX_MESSAGE_BYTES),
+        "message.max.bytes": str(PRODUCER_MAX_MESSAGE_BYTES),
+        # A record larger than this still goes, in a batch of its own.
+        "batch.size": str(max(1, min(batch_bytes, DEFAULT_BATCH_BYTES))),
         "queue.buffering.max.messages": str(MAX_QUEUED_RECORDS),
         **client_reporting(),
     }
@@ -58,6 +65,11 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 FETCH_WAIT_MAX_MS = 100
 PREFETCH_KIB_PER_PARTITION = 16_384
 FETCH_QUEUE_BACKOFF_MS = 10
+# librdkafka's largest, not its 100 MB default. A fetch returns a batch larger
+# than fetch.max.bytes whole, so one message the broker took can make a
+# response of any size its limits allow (socket.request.max.bytes is 100 MiB
+# by default); past receive.message.max.bytes the reader would retry it forever.
+RECEIVE_MAX_BYTES = 2_147_483_647
 
 
 def reader_config(settings: Settings, on_error: Callable[[KafkaError], None]) -> dict[str, Any]:
@@ -71,6 +83,7 @@ def reader_config(settings: Settings, on_error: Callable[[KafkaError], None]) ->
         "queued.max.messages.kbytes": PREFETCH_KIB_PER_PARTITION,
         "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
+        "receive.message.max.bytes": RECEIVE_MAX_BYTES,
         **settings.kafka_config(),
         # Assignment only: the group id is required by librdkafka but unused.
         "group.id": "loginflow-assign-only",

@@ -15,9 +15,13 @@ origin's path (a shard, an input partition) to one producer per process, and
 librdkafka places them with Java's murmur2 partitioner.
 
 A forwarded input message larger than the DLQ or late topic takes (the input
-topic may allow more) would be refused on every resume. Such a record is
-written with its value cut and a `truncated` header giving the original
-length, decided before producing, so a replay writes the same bytes.
+topic may allow more, up to what its producer and the broker accepted) would
+be refused on every resume. Such a record is cut, key and value, to fit both
+the topic and the producer's own limit, with headers saying what was cut
+(`operators.pure.sizes.truncated`), decided before producing, so a replay
+writes the same bytes. Every producer batches no more than its topic takes.
+The metrics topic gets no cut record: the start stops instead when
+MAX_FIELD_BYTES lets a record grow past what the topic takes.
 """
 
 import logging
@@ -30,7 +34,13 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
 from operators.kafka.client import producer_config
-from operators.kafka.topics import KafkaSetupError, ensure_topic, topic_max_message_bytes, topic_partition_count
+from operators.kafka.topics import (
+    KafkaSetupError,
+    TopicError,
+    ensure_topic,
+    topic_max_message_bytes,
+    topic_partition_count,
+)
 from operators.kafka.transactional_writer import (
     LegacyWriterState,
     OutputPartitionsChanged,
@@ -40,6 +50,15 @@ from operators.kafka.transactional_writer import (
 )
 from operators.pure.encoding import KafkaRecord, RecordChunk
 from operators.pure.murmur2 import partition_for
+from operators.pure.sizes import (
+    DEFAULT_TOPIC_MAX_MESSAGE_BYTES,
+    PRODUCER_MAX_MESSAGE_BYTES,
+    largest_field_bytes_within,
+    largest_metric_bytes,
+    record_budget,
+    record_size,
+    truncated,
+)
 from operators.runtime.logs import kv
 from operators.runtime.settings import Settings
 from operators.runtime.shutdown import stop_on
@@ -47,11 +66,6 @@ from operators.runtime.shutdown import stop_on
 logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 60.0
-TRUNCATED_VALUE_BYTES = 64 * 1024
-# The broker's own default, for a topic whose limit cannot be read.
-DEFAULT_TOPIC_MAX_MESSAGE_BYTES = 1_048_588
-# Room left in a record for its key, headers and the batch framing.
-RECORD_OVERHEAD_BYTES = 4096
 
 Routed = tuple[str, list[KafkaRecord]]
 AtLeastOnceState = tuple[str, int]
@@ -64,22 +78,6 @@ AT_LEAST_ONCE = "at-least-once"
 
 class DeliveryError(RuntimeError):
     """The broker did not accept a record."""
-
-
-def record_size(record: KafkaRecord) -> int:
-    """Uncompressed bytes of a record's key, value and headers."""
-    key, value, headers = record
-    header_bytes = sum(len(name) + len(data or b"") for name, data in headers)
-    return len(key or b"") + len(value or b"") + header_bytes
-
-
-def truncated(record: KafkaRecord, max_message_bytes: int) -> KafkaRecord:
-    """`record` with its value cut to fit the topic, and a `truncated` header with the original length."""
-    key, value, headers = record
-    room = max_message_bytes - len(key or b"") - RECORD_OVERHEAD_BYTES
-    keep = max(0, min(TRUNCATED_VALUE_BYTES, room))
-    original = len(value or b"")
-    return KafkaRecord(key, (value or b"")[:keep], [*headers, ("truncated", str(original).encode())])
 
 
 def part_name(partition: int) -> str:
@@ -98,19 +96,23 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
         topic_config: Mapping[str, str] | None = None,
         *,
         forwards_input: bool = False,
+        writes_metrics: bool = False,
     ) -> None:
         """Produce to `topic`, creating it with `topic_config` if it is missing.
 
         A sink that `forwards_input` (DLQ, late) creates its topic to take the
-        input topic's largest message, and truncates a record that would not fit.
+        input topic's largest message, and cuts a record that would not fit.
+        A sink that `writes_metrics` stops the start if MAX_FIELD_BYTES lets a
+        login-metrics record grow past what its topic takes.
         """
         self.settings = settings
         self.topic = topic
         self.setting_name = setting_name
         self.topic_config = dict(topic_config or {})
         self.forwards_input = forwards_input
+        self.writes_metrics = writes_metrics
         self._partitions: int | None = None
-        self._fit: int | None = None
+        self._fit = DEFAULT_TOPIC_MAX_MESSAGE_BYTES
         self._lock = threading.Lock()
 
     def _discover(self) -> int:
@@ -118,11 +120,30 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
             if self._partitions is None:
                 with stop_on(KafkaSetupError):
                     ensure_topic(self.settings, self.topic, self.topic_config, self.setting_name, self.forwards_input)
+                    limit = topic_max_message_bytes(self.settings, self.topic)
+                    self._fit = min(PRODUCER_MAX_MESSAGE_BYTES, limit or DEFAULT_TOPIC_MAX_MESSAGE_BYTES)
+                    if self.writes_metrics:
+                        self._check_metric_size(limit)
                     self._partitions = topic_partition_count(self.settings, self.topic, self.setting_name)
-                    if self.forwards_input:
-                        limit = topic_max_message_bytes(self.settings, self.topic)
-                        self._fit = limit if limit is not None else DEFAULT_TOPIC_MAX_MESSAGE_BYTES
             return self._partitions
+
+    def _check_metric_size(self, limit: int | None) -> None:
+        settings, budget = self.settings, record_budget(self._fit)
+        largest = largest_metric_bytes(settings.slices, settings.max_field_bytes, settings.pseudonymizer())
+        if largest > budget:
+            bound = largest_field_bytes_within(settings.slices, budget, settings.pseudonymizer())
+            shown = "unknown, taken as the broker default" if limit is None else str(limit)
+            msg = (
+                f"MAX_FIELD_BYTES={settings.max_field_bytes} lets a record reach {largest} bytes, more than "
+                f"{self.setting_name}={self.topic!r} takes (max.message.bytes={shown}); "
+                f"set MAX_FIELD_BYTES to at most {bound}, or raise the topic's max.message.bytes"
+            )
+            raise TopicError(msg)
+
+    @property
+    def batch_bytes(self) -> int:
+        """The largest batch a producer may send to this topic (after `list_parts`)."""
+        return record_budget(self._fit)
 
     def list_parts(self) -> list[str]:
         """One Bytewax partition per partition of the topic (created first if missing)."""
@@ -138,11 +159,9 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
         """Key a chunk for `part_fn`: by Kafka partition with exactly-once, else by origin."""
         partitions = self._discover()
         records = chunk.records
-        if self._fit is not None:
-            records = [
-                record if record_size(record) <= self._fit - RECORD_OVERHEAD_BYTES else self._cut(record)
-                for record in records
-            ]
+        if self.forwards_input:
+            budget = record_budget(self._fit)
+            records = [record if record_size(record) <= budget else self._cut(record) for record in records]
         if not self.settings.exactly_once:
             return [(chunk.origin, records)]
         # A record without a key (a forwarded tombstone key) goes where its
@@ -155,10 +174,16 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
         return [(str(partition), group) for partition, group in by_partition.items()]
 
     def _cut(self, record: KafkaRecord) -> KafkaRecord:
-        cut = truncated(record, self._fit or DEFAULT_TOPIC_MAX_MESSAGE_BYTES)
+        cut = truncated(record, self._fit)
         logger.warning(
             "record too large for its topic, written truncated %s",
-            kv(topic=self.topic, original_bytes=len(record.value or b""), written_bytes=len(cut.value or b"")),
+            kv(
+                topic=self.topic,
+                limit=self._fit,
+                key_bytes=len(record.key or b""),
+                value_bytes=len(record.value or b""),
+                written_bytes=record_size(cut),
+            ),
         )
         return cut
 
@@ -176,36 +201,37 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
                     int(for_part),
                     partitions,
                     resume_state,  # type: ignore[arg-type]  # the guarantee is fixed across resumes
+                    self.batch_bytes,
                 )
             if isinstance(resume_state, tuple) and resume_state[0] == AT_LEAST_ONCE:
                 stored = resume_state[1]
                 check_output_partitions(
                     self.setting_name, self.topic, stored if isinstance(stored, int) else None, partitions
                 )
-            return _FlushAtSnapshot(_shared_producer(self.settings, self.topic), partitions)
+            return _FlushAtSnapshot(_shared_producer(self.settings, self.topic, self.batch_bytes), partitions)
 
 
 _PRODUCERS: dict[str, "TopicProducer"] = {}
 _PRODUCERS_LOCK = threading.Lock()
 
 
-def _shared_producer(settings: Settings, topic: str) -> "TopicProducer":
+def _shared_producer(settings: Settings, topic: str, batch_bytes: int) -> "TopicProducer":
     with _PRODUCERS_LOCK:
         producer = _PRODUCERS.get(topic)
         if producer is None:
-            producer = _PRODUCERS[topic] = TopicProducer(settings, topic)
+            producer = _PRODUCERS[topic] = TopicProducer(settings, topic, batch_bytes)
         return producer
 
 
 class TopicProducer:
     """One idempotent producer for a topic, shared by this process's sink partitions."""
 
-    def __init__(self, settings: Settings, topic: str) -> None:
+    def __init__(self, settings: Settings, topic: str, batch_bytes: int) -> None:
         """Configure for bursts: a deep local queue, and reports of failures only."""
         self.topic = topic
         self.failures: list[str] = []
         config: dict[str, Any] = {
-            **producer_config(settings),
+            **producer_config(settings, batch_bytes),
             # Retries must not reorder or duplicate within a run.
             "enable.idempotence": "true",
             # Java's partitioner for keyed records; keyless ones spread randomly.

@@ -53,7 +53,7 @@ from typing import Any
 from bytewax.outputs import StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from operators.kafka.client import client_reporting, producer_config
+from operators.kafka.client import DEFAULT_BATCH_BYTES, client_reporting, producer_config
 from operators.pure.encoding import KafkaRecord
 from operators.pure.replay_skip import Remainder, ReplaySkip
 from operators.runtime.logs import kv
@@ -130,8 +130,12 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
         partition: int,
         partitions: int,
         resume_state: WriterState | LegacyWriterState | None,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
     ) -> None:
-        """Fence older writers of this partition, then learn what a resumed run must not write again."""
+        """Fence older writers of this partition, then learn what a resumed run must not write again.
+
+        Batches stay within `batch_bytes`, which the topic takes.
+        """
         self.topic = topic
         self.setting_name = setting_name
         self.partition = partition
@@ -141,7 +145,7 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
         self._prefix_derived = settings.transactional_id_prefix_is_derived
         self._producer = Producer(
             {
-                **producer_config(settings),
+                **producer_config(settings, batch_bytes),
                 "transactional.id": self.txn_id,
                 "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
             }

@@ -13,9 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from operators.pure.encoding import Pseudonymizer
 from operators.pure.events import DEFAULT_MAX_FIELD_BYTES
 from operators.pure.partition import DEFAULT_MAX_AHEAD_OF_RECORD_SECONDS
 from operators.pure.shards import Decisions
+from operators.pure.sizes import (
+    PRODUCER_MAX_MESSAGE_BYTES,
+    largest_field_bytes_within,
+    largest_metric_bytes,
+    record_budget,
+)
 from operators.pure.slices import FIELDS, SliceSpec
 from operators.pure.window_shard import DEFAULT_MAX_WINDOWS
 from operators.runtime.logs import LOG_FORMATS
@@ -70,6 +77,8 @@ class Settings:
     # BATCH_SIZE: most messages read from one partition in one step.
     batch_size: int = 5000
     # MAX_FIELD_BYTES: longest string field accepted, in UTF-8 bytes; longer is `too_long:<field>`.
+    # Bounded so that a login-metrics record fits the producer, and checked at
+    # the start against OUTPUT_TOPIC's max.message.bytes.
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES
     # OUTPUT_RETENTION_HOURS: retention.ms of login-metrics when loginflow creates it.
     output_retention_hours: int = 168
@@ -96,7 +105,7 @@ class Settings:
         if env is None:
             env = os.environ
         defaults = cls()
-        return cls(
+        settings = cls(
             brokers=_non_empty(env, "KAFKA_BROKERS", defaults.brokers),
             input_topic=_non_empty(env, "INPUT_TOPIC", defaults.input_topic),
             output_topic=_non_empty(env, "OUTPUT_TOPIC", defaults.output_topic),
@@ -127,6 +136,8 @@ class Settings:
             pseudonymize_key=_pseudonymize_key(env),
             kafka_props=kafka_props_from_env(env),
         )
+        _check_metric_size(settings)
+        return settings
 
     def __post_init__(self) -> None:
         """Derive the transactional id prefix when none is given, so every process of a dataflow has the same."""
@@ -176,6 +187,12 @@ class Settings:
             ("LATE_TOPIC", self.late_topic, False),
             ("TRANSACTIONAL_ID_PREFIX", self.transactional_id_prefix, False),
         )
+
+    def pseudonymizer(self) -> Pseudonymizer | None:
+        """What replaces the PSEUDONYMIZE fields in login-metrics, if any are listed."""
+        if not self.pseudonymize:
+            return None
+        return Pseudonymizer(self.pseudonymize, self.pseudonymize_key)
 
     def kafka_config(self) -> dict[str, str]:
         """The librdkafka settings every client starts from."""
@@ -242,6 +259,21 @@ def parse_slices(text: str) -> tuple[SliceSpec, ...]:
         msg = "SLICES: the same combination of fields is listed twice"
         raise ConfigError(msg)
     return tuple(specs)
+
+
+def _check_metric_size(settings: Settings) -> None:
+    # No topic setting can take a record the producer itself refuses.
+    budget = record_budget(PRODUCER_MAX_MESSAGE_BYTES)
+    pseudonymizer = settings.pseudonymizer()
+    largest = largest_metric_bytes(settings.slices, settings.max_field_bytes, pseudonymizer)
+    if largest > budget:
+        bound = largest_field_bytes_within(settings.slices, budget, pseudonymizer)
+        msg = (
+            f"MAX_FIELD_BYTES: {settings.max_field_bytes} lets a login-metrics record reach {largest} bytes, "
+            f"more than the {PRODUCER_MAX_MESSAGE_BYTES} a producer sends; with these SLICES it must be "
+            f"at most {bound}"
+        )
+        raise ConfigError(msg)
 
 
 def _non_empty(env: Mapping[str, str], name: str, default: str) -> str:

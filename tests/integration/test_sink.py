@@ -1,4 +1,4 @@
-"""The metrics/DLQ/late sink against the real broker: it writes, and it refuses to lose a record."""
+"""The metrics/DLQ/late sink on the real broker: it writes, it refuses to lose a record, what it forwards fits."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import os
 import pytest
 from confluent_kafka import Producer
 
-from devkit.records import consume_all, headers_dict
-from operators.kafka.sink import TRUNCATED_VALUE_BYTES, DeliveryError, KafkaTopicSink
+from devkit.records import Record, consume_all, headers_dict
+from operators.kafka.sink import DeliveryError, KafkaTopicSink
 from operators.kafka.transactional_writer import TransactionalWriter
 from operators.pure.encoding import KafkaRecord, RecordChunk
 from operators.pure.murmur2 import partition_for
+from operators.pure.sizes import PRODUCER_MAX_MESSAGE_BYTES, TRUNCATED_BYTES
 from operators.runtime.settings import Settings
 from tests.outputs import TopicFactory
 
@@ -65,9 +66,60 @@ def test_a_forwarded_record_too_large_for_its_topic_is_written_truncated(
     big = os.urandom(300_000)
     write_chunk(sink, [KafkaRecord(b"k", big, [("error", b"too_long:app_version")]), KafkaRecord(b"s", b"x", [])])
     first, second = consume_all(kafka_brokers, topic)
-    assert first.value == big[:TRUNCATED_VALUE_BYTES]
+    assert first.value == big[:TRUNCATED_BYTES]
     assert first.headers == {"error": b"too_long:app_version", "truncated": b"300000"}
     assert (second.key, second.value, second.headers) == (b"s", b"x", {})
+
+
+GUARANTEES = ["at-least-once", "exactly-once"]
+
+
+def forwarding_sink(brokers: str, topic: str, guarantee: str) -> KafkaTopicSink:
+    settings = Settings(brokers=brokers, processing_guarantee=guarantee, transactional_id_prefix=f"fit-{topic}")
+    return KafkaTopicSink(settings, topic, "DLQ_TOPIC", forwards_input=True)
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_a_forwarded_record_whose_key_is_too_large_for_its_topic_is_written_with_the_key_cut(
+    kafka_brokers: str, topic_factory: TopicFactory, guarantee: str
+) -> None:
+    topic = topic_factory(1, {"max.message.bytes": "100000"})
+    big_key = os.urandom(200_000)
+    records = [KafkaRecord(big_key, b"not json", [("error", b"invalid_json")]), KafkaRecord(b"s", b"x", [])]
+    write_chunk(forwarding_sink(kafka_brokers, topic, guarantee), records)
+    got = {r.value: r for r in read_committed_records(kafka_brokers, topic)}
+    cut = got[b"not json"]
+    assert cut.headers == {"error": b"invalid_json", "truncated": b"8", "truncated_key": b"200000"}
+    assert 0 < len(cut.key or b"") < 100_000 and big_key.startswith(cut.key or b"-")
+    assert (got[b"x"].key, got[b"x"].headers) == (b"s", {})
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_forwarded_records_that_each_fit_a_small_topic_are_all_written_whole(
+    kafka_brokers: str, topic_factory: TopicFactory, guarantee: str
+) -> None:
+    # Together they are far more than the topic takes in one batch.
+    topic = topic_factory(1, {"max.message.bytes": "100000"})
+    records = [KafkaRecord(b"k%d" % i, os.urandom(5_000), [("error", b"invalid_json")]) for i in range(200)]
+    write_chunk(forwarding_sink(kafka_brokers, topic, guarantee), records)
+    got = read_committed_records(kafka_brokers, topic)
+    assert sorted((r.key, r.value) for r in got) == sorted((r.key, r.value) for r in records)
+    assert all(r.headers == {"error": b"invalid_json"} for r in got)
+
+
+def test_a_forwarded_record_larger_than_the_producer_sends_is_cut_to_fit(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
+    # The topic would take it; the producer's own limit is the smaller one.
+    topic = topic_factory(1, {"max.message.bytes": str(20 * 1024 * 1024)})
+    big = os.urandom(PRODUCER_MAX_MESSAGE_BYTES + 1024 * 1024)
+    write_chunk(forwarding_sink(kafka_brokers, topic, "at-least-once"), [KafkaRecord(b"k", big, [])])
+    [cut] = consume_all(kafka_brokers, topic)
+    assert (cut.key, cut.value, cut.headers) == (b"k", big[:TRUNCATED_BYTES], {"truncated": str(len(big)).encode()})
+
+
+def read_committed_records(brokers: str, topic: str) -> list[Record]:
+    return consume_all(brokers, topic, config={"isolation.level": "read_committed"})
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])

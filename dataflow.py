@@ -19,10 +19,12 @@ from bytewax.inputs import Source
 from operators.count import count_slices_in_windows
 from operators.pure.partition import PartitionBatch
 from operators.read import read_login_events
-from operators.runtime.abandoned_epochs import RecoveryStoreError, drop_abandoned_snapshots
+from operators.runtime.abandoned_epochs import RecoveryStoreError
 from operators.runtime.logs import configure_logging
-from operators.runtime.resume import recovery_directory
+from operators.runtime.recovery_start import SharedRecoveryDirectoryError, prepare_recovery_store, read_mountinfo
+from operators.runtime.run_args import run_recovery_directory
 from operators.runtime.settings import ConfigError, Settings
+from operators.runtime.shutdown import stop_on
 from operators.write import Sinks, kafka_sinks, write_kafka
 
 
@@ -50,11 +52,13 @@ def _start_or_exit() -> Settings:
         # One line naming the variable beats a traceback from deep in bytewax.run.
         sys.exit(f"loginflow: bad setting: {exc}")
     configure_logging(settings.log_level, settings.log_format)
-    directory = recovery_directory()
+    # None unless this is a `bytewax.run` start: an import by any other program deletes nothing.
+    directory = run_recovery_directory()
     if directory is not None:
         # Now, before Bytewax opens the store: see operators/runtime/abandoned_epochs.py.
         try:
-            drop_abandoned_snapshots(directory)
+            with stop_on(SharedRecoveryDirectoryError):
+                prepare_recovery_store(directory, read_mountinfo())
         except RecoveryStoreError as exc:
             sys.exit(f"loginflow: {exc}")
     return settings

@@ -38,7 +38,8 @@ from operators.pure.events import RawMessage, new_raw_message
 from operators.pure.partition import PartitionBatch, PartitionState, PartitionTracker
 from operators.runtime.logs import kv
 from operators.runtime.metrics import OFFSETS_SKIPPED, REJECTS, PartitionGauges
-from operators.runtime.resume import IncompatibleRecoveryError, dataflow_is_resuming, stored_input_partitions
+from operators.runtime.resume import IncompatibleRecoveryError, stored_state
+from operators.runtime.run_args import run_recovery_directory
 from operators.runtime.settings import Settings
 from operators.runtime.shutdown import stop_on
 
@@ -123,12 +124,13 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
     def list_parts(self) -> list[str]:
         """Every partition of the input topic, as its decimal id."""
         with stop_on(IncompatibleRecoveryError):
-            self.resuming = self.resuming or dataflow_is_resuming()
+            stored = stored_state(run_recovery_directory())
+        self.resuming = self.resuming or stored.resuming
         with stop_on(KafkaSetupError):
             partitions = list_partitions(self.settings)
         if self.resuming:
             with stop_on(TopicRecreatedError):
-                check_partition_count(self.settings.input_topic, len(partitions), stored_input_partitions())
+                check_partition_count(self.settings.input_topic, len(partitions), stored.input_partitions)
         self._partition_count = len(partitions)
         self._topic_id = input_topic_id(self.settings)
         return [str(partition) for partition in partitions]

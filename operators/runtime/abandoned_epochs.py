@@ -20,11 +20,13 @@ match its input's offsets.
 So every process drops those rows while it starts, before Bytewax opens the
 store: `bytewax.run` imports the flow first, and no process of a cluster
 opens the store before every process has connected, that is, finished its
-import. All processes compute the same R from the same rows, so the deletes
-agree. The resume epoch is computed exactly as Bytewax does, which needs
-every partition of the store; a directory that holds only some of them (each
-host keeping its own) is left alone, with a warning, rather than pruned
-from a guess.
+import. Only a real `bytewax.run` start does (`operators.runtime.run_args`;
+any other import of the flow deletes nothing), and only on a directory no
+other host can mount (`operators.runtime.recovery_start`). All processes
+compute the same R from the same rows, so the deletes agree. The resume
+epoch is computed exactly as Bytewax does, which needs every partition of
+the store; a directory that holds only some of them (each host keeping its
+own) is left alone, with a warning, rather than pruned from a guess.
 """
 
 import logging

@@ -8,8 +8,9 @@ only the new partition has no resumed partition at all. The recovery store
 is what every process shares, so it is asked: a committed epoch in any of
 its partition files means this run resumes.
 
-Bytewax passes the recovery directory to `bytewax.run` as `-r` or
-`BYTEWAX_RECOVERY_DIRECTORY`; no other API exposes it.
+The directory is the one `bytewax.run` was given (`operators.runtime.run_args`);
+no other API exposes it. One private copy of each partition file answers
+every question a start asks (`stored_state`).
 
 Bytewax keys each step's state by its step id and ignores state under ids
 the flow does not have. Before the composite operators, the input and the
@@ -21,30 +22,16 @@ runs before every start).
 """
 
 import logging
-import os
 import shutil
 import sqlite3
-import sys
 import tempfile
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from operators.runtime.logs import kv
 
 logger = logging.getLogger(__name__)
-
-
-def recovery_directory(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> Path | None:
-    """The recovery directory this `bytewax.run` process was given, if any."""
-    args = list(sys.argv if argv is None else argv)
-    for index, arg in enumerate(args):
-        if arg in ("-r", "--recovery-directory") and index + 1 < len(args):
-            return Path(args[index + 1])
-        if arg.startswith("--recovery-directory="):
-            return Path(arg.split("=", 1)[1])
-    given = (os.environ if env is None else env).get("BYTEWAX_RECOVERY_DIRECTORY")
-    return Path(given) if given else None
 
 
 def query_recovery_partitions(directory: Path, sql: str) -> list[tuple[Any, ...] | None]:
@@ -116,31 +103,35 @@ _STORED_PARTITIONS = (
 )
 
 
-def stored_input_partitions() -> int:
-    """How many input partitions the recovery directory holds offsets for (0 without recovery or state).
+@dataclass(frozen=True)
+class StoredState:
+    """What the recovery store says about this start."""
 
-    Bytewax routes stored state to the partitions the source lists, and fails
-    deep in its runtime when one has none: a topic with fewer partitions
-    than its recovery state must be caught before that.
+    resuming: bool
+    """A committed epoch in any partition: this run resumes."""
+    input_partitions: int
+    """How many input partitions it holds offsets for (0 for none).
+
+    Bytewax routes stored state to the partitions the source lists, and
+    fails deep in its runtime when one has none: a topic with fewer
+    partitions than its recovery state must be caught before that.
     """
-    directory = recovery_directory()
-    if directory is None:
-        return 0
-    highest = [row[0] for row in query_recovery_partitions(directory, _STORED_PARTITIONS) if row and row[0] is not None]
-    return max(highest, default=-1) + 1
 
 
-def dataflow_is_resuming() -> bool:
-    """Whether this run resumes from recovery state (False without recovery).
+NOTHING_STORED = StoredState(resuming=False, input_partitions=0)
+
+
+def stored_state(directory: Path | None) -> StoredState:
+    """What `directory` holds for this start, from one copy of each partition (nothing without recovery).
 
     Raises `IncompatibleRecoveryError` for a directory written before the
     step ids changed, rather than resume it as if it were empty.
     """
-    directory = recovery_directory()
     if directory is None:
-        return False
-    # One private copy of each partition answers both questions.
-    rows = query_recovery_partitions(directory, f"SELECT ({_LEGACY_STEP}), EXISTS (SELECT 1 FROM commits)")
+        return NOTHING_STORED
+    rows = query_recovery_partitions(
+        directory, f"SELECT ({_LEGACY_STEP}), EXISTS (SELECT 1 FROM commits), ({_STORED_PARTITIONS})"
+    )
     legacy = _first_legacy_step(rows)
     if legacy is not None:
         msg = (
@@ -150,4 +141,7 @@ def dataflow_is_resuming() -> bool:
             "(scripts/run-dataflow and scripts/init-recovery do it before starting)"
         )
         raise IncompatibleRecoveryError(msg)
-    return any(row is not None and row[1] for row in rows)
+    highest = [row[2] for row in rows if row is not None and row[2] is not None]
+    return StoredState(
+        resuming=any(row is not None and row[1] for row in rows), input_partitions=max(highest, default=-1) + 1
+    )

@@ -28,7 +28,7 @@ from devkit.memory_source import KeyValue, MemorySource
 from devkit.reference import expected_output
 from operators.pure.encoding import KafkaRecord
 from operators.runtime.recovery_upgrade import upgrade_recovery_directory
-from operators.runtime.resume import STEP_RENAMES, IncompatibleRecoveryError, dataflow_is_resuming
+from operators.runtime.resume import STEP_RENAMES, IncompatibleRecoveryError, stored_state
 from operators.runtime.settings import Settings
 from tests.outputs import by_source, latest_metrics, source_of
 
@@ -62,28 +62,24 @@ def run_flow(settings: Settings, partitions: dict[int, list[KeyValue]], recovery
     return out
 
 
-def test_the_flow_keeps_its_state_under_the_pinned_step_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_flow_keeps_its_state_under_the_pinned_step_ids(tmp_path: Path) -> None:
     init_db_dir(tmp_path, 2)
-    monkeypatch.setenv("BYTEWAX_RECOVERY_DIRECTORY", str(tmp_path))
-    assert dataflow_is_resuming() is False
+    assert stored_state(tmp_path).resuming is False
     event = b'{"user_id":"u","device_id":"d","ip":"10.0.0.1","timestamp":1709251200}'
     out = run_flow(Settings.from_env({"WINDOW_SECONDS": "60"}), {0: [(b"k", event), (b"k", event)]}, tmp_path)
     assert out["metrics"], "the flow counted nothing"
     assert stored_step_ids(tmp_path) == STATEFUL_STEPS == set(STEP_RENAMES.values())
-    assert dataflow_is_resuming() is True
+    assert stored_state(tmp_path).resuming is True
 
 
-def test_state_under_the_step_ids_before_the_composite_operators_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_state_under_the_step_ids_before_the_composite_operators_is_refused(tmp_path: Path) -> None:
     init_db_dir(tmp_path, 2)
     flow = Dataflow("loginflow")
     op.output("out", op.input("read_and_parse_user_login", flow, TestingSource([1, 2])), TestingSink([]))
     run_main(flow, epoch_interval=timedelta(seconds=1), recovery_config=RecoveryConfig(str(tmp_path)))
     assert "loginflow.read_and_parse_user_login" in stored_step_ids(tmp_path)
-    monkeypatch.setenv("BYTEWAX_RECOVERY_DIRECTORY", str(tmp_path))
     with pytest.raises(IncompatibleRecoveryError, match="read_and_parse_user_login.*recovery_upgrade"):
-        dataflow_is_resuming()
+        stored_state(tmp_path)
 
 
 def _bytes(text: Any) -> bytes | None:
@@ -94,9 +90,7 @@ def _bytes(text: Any) -> bytes | None:
     return str(text).encode()
 
 
-def test_a_directory_from_before_the_composite_operators_is_upgraded_and_continues_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_directory_from_before_the_composite_operators_is_upgraded_and_continues_exactly(tmp_path: Path) -> None:
     run = json.loads((FIXTURE / "run.json").read_text())
     recovery = tmp_path / "recovery"
     recovery.mkdir()
@@ -107,8 +101,7 @@ def test_a_directory_from_before_the_composite_operators_is_upgraded_and_continu
     assert upgrade_recovery_directory(recovery) > 0
     assert stored_step_ids(recovery).isdisjoint(STEP_RENAMES)
     assert upgrade_recovery_directory(recovery) == 0, "a second upgrade must change nothing"
-    monkeypatch.setenv("BYTEWAX_RECOVERY_DIRECTORY", str(recovery))
-    assert dataflow_is_resuming() is True
+    assert stored_state(recovery).resuming is True
 
     inputs = {int(p): [(_bytes(k), _bytes(v)) for k, v in pairs] for p, pairs in run["input"].items()}
     settings = Settings.from_env(run["settings"])

@@ -11,14 +11,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from operators.kafka.source import TopicRecreatedError, check_partition_count
-from operators.runtime.resume import INPUT_STEP, has_committed_epoch, recovery_directory, stored_input_partitions
-
-
-def test_the_recovery_directory_comes_from_bytewax_runs_arguments_or_environment() -> None:
-    assert recovery_directory(["bytewax.run", "dataflow", "-r", "/r", "-s", "1"], {}) == Path("/r")
-    assert recovery_directory(["x", "--recovery-directory=/q"], {}) == Path("/q")
-    assert recovery_directory(["x"], {"BYTEWAX_RECOVERY_DIRECTORY": "/e"}) == Path("/e")
-    assert recovery_directory(["x", "-w", "2"], {}) is None
+from operators.runtime.resume import INPUT_STEP, NOTHING_STORED, has_committed_epoch, stored_state
 
 
 def test_a_fresh_recovery_directory_has_no_committed_epoch(tmp_path: Path) -> None:
@@ -35,18 +28,17 @@ def test_a_directory_a_run_committed_to_has_a_committed_epoch(tmp_path: Path) ->
     assert has_committed_epoch(tmp_path) is True
 
 
-def test_the_input_partitions_a_directory_holds_offsets_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_input_partitions_a_directory_holds_offsets_for(tmp_path: Path) -> None:
     init_db_dir(tmp_path, 2)
-    monkeypatch.setenv("BYTEWAX_RECOVERY_DIRECTORY", str(tmp_path))
-    monkeypatch.setattr("sys.argv", ["bytewax.run", "dataflow"])
-    assert stored_input_partitions() == 0
+    assert stored_state(tmp_path).input_partitions == 0
     with sqlite3.connect(next(tmp_path.glob("*.sqlite3"))) as db:
         for key in ("0", "2"):
             db.execute(
                 "INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) VALUES (?, ?, 1, x'80')",
                 (INPUT_STEP, key),
             )
-    assert stored_input_partitions() == 3
+    assert stored_state(tmp_path).input_partitions == 3
+    assert stored_state(None) == NOTHING_STORED, "without recovery nothing is stored"
 
 
 def test_a_topic_with_fewer_partitions_than_its_offsets_is_refused() -> None:

@@ -3,6 +3,14 @@
 Deliberately written without importing the product: the standard library's
 json instead of orjson, plain loops instead of shards. It reads the README's
 contract literally, one partition at a time in offset order.
+
+The rules it states (docs/contracts.md): a message is JSON by JSON's grammar,
+so numbers of any size and escaped lone surrogates are JSON, NaN and Infinity
+are not, and the last of duplicated keys wins. A known field's string holding
+a lone surrogate has no UTF-8 form and is a ``bad_type``. A JSON number with a
+fraction or an exponent is the nearest double; a JSON integer and a digit
+string are exact: a digit string's range and window follow its digits, and
+its event time (what lateness compares) is the largest double not above it.
 """
 
 import json
@@ -12,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
+from fractions import Fraction
 
 OPTIONAL = ("app_version", "device_type", "ip", "locale", "device_id")
 LOW = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
@@ -43,16 +53,39 @@ def _too_long(text: str, limit: int) -> bool:
     return len(text.encode("utf-8")) > limit
 
 
+def _is_text(value: object) -> bool:
+    """A string with a UTF-8 form: no lone surrogate."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _integer(text: str) -> int | Decimal:
+    # Python's int() refuses more than 4300 digits; JSON has no such limit.
+    return int(text) if len(text) < 4000 else Decimal(text)
+
+
+def _below(value: Fraction) -> float:
+    """The largest double not above `value`."""
+    nearest = float(value)
+    return math.nextafter(nearest, -math.inf) if Fraction(nearest) > value else nearest
+
+
 def classify(
     value: bytes | None,
     max_field_bytes: int = MAX_FIELD_BYTES,
     record_time: float | None = None,
     max_ahead: float = MAX_AHEAD,
 ) -> dict | str:
-    """The validated event as a dict with ``t``, or the reason code.
+    """The validated event as a dict with ``t`` and ``exact``, or the reason code.
 
-    `record_time` is the Kafka record's timestamp in seconds (None or 0 or
-    less: the record has none, and the rule does not apply).
+    ``t`` is the event time as a double, ``exact`` the instant its text
+    spells. `record_time` is the Kafka record's timestamp in seconds (None or
+    0 or less: the record has none, and the rule does not apply).
     """
     if value is None:
         return "tombstone"
@@ -63,15 +96,15 @@ def classify(
     except UnicodeDecodeError:
         return "invalid_utf8"
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+        doc = json.loads(text, parse_constant=_reject_constant, parse_int=_integer)
+    except (ValueError, RecursionError):
         return "invalid_json"
     if not isinstance(doc, dict):
         return "not_object"
     user = doc.get("user_id")
     if user is None:
         return "missing_field:user_id"
-    if not isinstance(user, str):
+    if not _is_text(user):
         return "bad_type:user_id"
     if user == "":
         return "empty_field:user_id"
@@ -83,25 +116,37 @@ def classify(
     if type(ts) is bool:
         return "bad_type:timestamp"
     if isinstance(ts, str):
+        if not _is_text(ts):
+            return "bad_type:timestamp"
         if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", ts):
             return "bad_format:timestamp"
-        ts = float(ts)
-    elif not isinstance(ts, (int, float)):
+        exact: int | Fraction = Fraction(Decimal(ts))
+    elif isinstance(ts, int):
+        exact = ts
+    elif isinstance(ts, Decimal):
+        return "timestamp_out_of_range"  # an integer of 4000 digits or more
+    elif isinstance(ts, float):
+        if not math.isfinite(ts):
+            return "timestamp_out_of_range"
+        exact = Fraction(ts)
+    else:
         return "bad_type:timestamp"
-    if not (LOW <= ts < HIGH):
+    if not (LOW <= exact < HIGH):
         return "timestamp_out_of_range"
-    event = {"t": float(ts), "user_id": user}
+    # A JSON number already is a double (or an integer one holds exactly).
+    t = _below(Fraction(exact)) if isinstance(ts, str) else float(ts)
+    event = {"t": t, "exact": exact, "user_id": user}
     for name in OPTIONAL:
         raw = doc.get(name)
         if raw is None or raw == "":
             event[name] = "unknown"
-        elif isinstance(raw, str):
+        elif _is_text(raw):
             if _too_long(raw, max_field_bytes):
                 return f"too_long:{name}"
             event[name] = raw
         else:
             return f"bad_type:{name}"
-    if record_time is not None and record_time > 0 and float(ts) - record_time > max_ahead:
+    if record_time is not None and record_time > 0 and event["t"] - record_time > max_ahead:
         return "timestamp_ahead_of_record"
     return event
 
@@ -146,7 +191,7 @@ def expected_output(
             if isinstance(event, str):
                 out.rejects[(partition, offset)] = event
                 continue
-            start = math.floor(event["t"] / window) * window
+            start = event["exact"] // window * window
             if start + window <= front - lateness:
                 out.late[(partition, offset)] = iso(start)
                 continue

@@ -1,4 +1,4 @@
-"""The input contract: turn one Kafka message value into a login event or a reason.
+r"""The input contract: turn one Kafka message value into a login event or a reason.
 
 Parsing never raises. Every message becomes either a `LoginEvent` or a short
 reason code (``invalid_json``, ``missing_field:timestamp``, ``bad_type:ip``...)
@@ -8,10 +8,25 @@ String fields are bounded (``too_long:<field>``): a key value travels in the
 Kafka key and value of its login-metrics record, so an unbounded one could
 make a record the broker refuses, and refusing it would stop the dataflow on
 every resume.
+
+orjson refuses two things JSON's grammar allows: a number beyond a double's
+range (``1e400``) and an escaped lone surrogate (``"\ud800"``). Unknown
+fields are ignored, so neither may reject a message from an extra field: only
+what orjson refused is decoded again, with `jsonio.loads_wide`, and judged by
+the same rules. A known field holding a lone surrogate is not a string
+(``bad_type:<field>``): it has no UTF-8 form, so it could not travel in a
+login-metrics record. ``1e400`` in `timestamp` is out of range.
+
+A digit-string timestamp is read as the largest double not above its value,
+rounded toward the past: so it lies in the second, the window and on the side
+of every limit that its digits say (nearest rounding would put
+``"1709251259.99999999999"`` in the next minute's window).
 """
 
+import math
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from functools import partial
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -50,6 +65,7 @@ _FIELDS_IN_EVENT_ORDER = itemgetter("timestamp", "user_id", *OPTIONAL_FIELDS)
 # tuple.__new__ gives the same LoginEvent at C speed on the hot path.
 _new_event = tuple.__new__
 _loads = jsonio.loads
+_loads_wide = jsonio.loads_wide
 _JSONDecodeError = jsonio.JSONDecodeError
 new_raw_message = tuple.__new__
 
@@ -90,8 +106,8 @@ def parse_value(value: bytes | None, max_field_bytes: int = DEFAULT_MAX_FIELD_BY
         return "tombstone"
     try:
         doc = _loads(value)
-    except _JSONDecodeError as exc:
-        return _undecodable(value, exc)
+    except _JSONDecodeError:
+        return _check_refused(value, max_field_bytes)
     try:
         fields = _FIELDS_IN_EVENT_ORDER(doc)
     except Exception:  # noqa: BLE001 - not an object, or a field missing: the general checks say which
@@ -122,13 +138,48 @@ def _too_long(text: str, max_field_bytes: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > max_field_bytes
 
 
-def _undecodable(value: bytes, error: jsonio.JSONDecodeError) -> str:
+_KNOWN_FIELDS: tuple[str, ...] = ("user_id", "timestamp", *OPTIONAL_FIELDS)
+
+# Python's json joins an escaped surrogate pair into one character, so any
+# surrogate left in a decoded string was alone.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# What only `loads_wide` decodes needs one of: a surrogate's escape, an
+# exponent, or an integer part of 309 digits (the least beyond a double).
+_WIDE_JSON = re.compile(rb"\\u[dD][89a-fA-F]|[0-9][eE]|[0-9]{309}")
+
+
+class _NotAString:
+    """Stands in for a known field's string that holds a lone surrogate."""
+
+
+_NOT_A_STRING = _NotAString()
+
+
+def _check_refused(value: bytes, max_field_bytes: int) -> LoginEvent | str:
+    """Judge a value orjson refused: only JSON's own rules may reject it here."""
     if not value:
         return "empty_value"
-    # orjson validates UTF-8 itself; telling the two apart only on this
-    # error path keeps the happy path to a single pass over the bytes.
-    # (A byte order mark is valid UTF-8 but not JSON: invalid_json.)
-    return "invalid_utf8" if "not valid UTF-8" in str(error) else "invalid_json"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    if not _WIDE_JSON.search(value):
+        # Nothing orjson refuses but JSON allows, so its answer stands, and
+        # plain garbage does not pay for a second decode.
+        return "invalid_json"
+    try:
+        # A byte order mark is valid UTF-8 but not JSON: invalid_json.
+        doc = _loads_wide(text)
+    except ValueError:
+        return "invalid_json"
+    if isinstance(doc, dict):
+        for name in _KNOWN_FIELDS:
+            raw = doc.get(name)
+            if type(raw) is str and _LONE_SURROGATE.search(raw):
+                doc[name] = _NOT_A_STRING
+    return _check_document(doc, max_field_bytes)
 
 
 def _check_document(doc: Any, max_field_bytes: int) -> LoginEvent | str:
@@ -196,10 +247,25 @@ def parse_event_time(raw: Any) -> float | str:
     elif isinstance(raw, str):
         if not _TIMESTAMP_TEXT.fullmatch(raw):
             return "bad_format:timestamp"
-        seconds = float(raw)
+        seconds = _digits_to_seconds(raw)
     else:
         return "bad_type:timestamp"
     # Written so that NaN, which compares false to everything, is out of range.
     if not MIN_EVENT_TIME <= seconds < MAX_EVENT_TIME:
         return "timestamp_out_of_range"
+    return seconds
+
+
+def _digits_to_seconds(text: str) -> float:
+    """The largest double not above the value of `text` (ASCII digits, maybe a fraction).
+
+    `float` rounds to nearest, which can carry ``...59.99999999999`` up into
+    the next second and so across a window boundary or the 2100 limit.
+    """
+    seconds = float(text)
+    # Below MIN_EVENT_TIME or above MAX_EVENT_TIME, the digits are out of
+    # range too (both are doubles): no need to look closer. An integer in
+    # range is exact as a double.
+    if MIN_EVENT_TIME <= seconds <= MAX_EVENT_TIME and "." in text and Decimal(seconds) > Decimal(text):
+        return math.nextafter(seconds, -math.inf)
     return seconds

@@ -1,5 +1,6 @@
 """The one place loginflow talks to orjson, so options stay consistent."""
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,32 @@ JSONDecodeError = orjson.JSONDecodeError
 # frame around it costs a tenth of the decode itself.
 loads: Callable[[bytes | str], Any] = orjson.loads
 """Decode JSON text; raises `JSONDecodeError` on anything that is not JSON."""
+
+
+def _refuse_constant(name: str) -> Any:
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
+def loads_wide(text: str) -> Any:
+    r"""Decode JSON text that `loads` refuses although JSON's grammar allows it.
+
+    That is a number beyond a double's range (``1e400`` becomes ``inf``, an
+    integer of any length a float) and an escaped lone surrogate
+    (``"\ud800"`` stays in the string). Everything else decodes as `loads`
+    would: the last of duplicated keys wins, and ``NaN``, ``Infinity`` or a
+    document nested deeper than the interpreter can follow are not JSON.
+    Raises `ValueError` on anything that is not JSON.
+
+    Slow next to `loads`; it only ever sees what `loads` refused.
+    """
+    try:
+        # Integers as floats: Python's int() refuses more than 4300 digits,
+        # and orjson itself reads any integer beyond 64 bits as a double.
+        return json.loads(text, parse_int=float, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        msg = "nested too deeply"
+        raise ValueError(msg) from exc
 
 
 def dumps(value: Any) -> bytes:

@@ -5,7 +5,11 @@ and beyond the allowed lateness, the kinds and share of bad input, window
 length, slices and minimum counts, field limit, workers, batch and shard
 counts) and an input, runs the real topology on it with `bytewax.testing`,
 and compares every record, reject and late event with `devkit.reference`.
-A mismatch shrinks to a minimal configuration and input.
+A mismatch shrinks to a minimal configuration and input. Inputs include the
+parsing corners of the contract: extra fields orjson refuses (numbers beyond
+a double, lone surrogates), the same in known fields, duplicated keys, NaN,
+and digit-string timestamps too long for a double just before a window
+boundary.
 
 A second property runs the same input in two bounded runs on one recovery
 directory, the second after more input was appended: the latest record per
@@ -96,22 +100,51 @@ configs = st.builds(
 small_text = st.sampled_from(["a", "b", "c", "ü", "€€€€", "long-value-x"])
 
 
+# Extra fields as raw JSON text: JSON allows all of them, orjson refuses the
+# numbers beyond a double and the lone surrogates, and the contract ignores
+# them all. (json.dumps would write inf as Infinity, which is not JSON.)
+EXTRAS = [
+    '"extra": 1',
+    '"extra": 1e400',
+    '"extra": [-1e400, {"deep": 2E+999}]',
+    '"extra": "\\ud800"',
+    '"extra": ["a\\udc00b", "\\ud83d\\ude00"]',
+    '"k\\udfff": null',
+    '"extra": ' + "9" * 400,
+]
+
+
+def with_members(value: bytes, *members: str) -> bytes:
+    """A JSON object's text with `members` (raw ``"name": value`` text) appended."""
+    return value[:-1] + "".join(f", {member}" for member in members).encode() + b"}"
+
+
+def near_boundary(t: float, window: int, nines: int) -> str:
+    """A digit string just before the first window boundary after `t`, too long for a double to keep."""
+    boundary = (int(t) // window + 1) * window
+    return f"{boundary - 1}.{'9' * nines}"
+
+
 @st.composite
-def good_event(draw: st.DrawFn, t: float) -> bytes:
+def good_event(draw: st.DrawFn, t: float, window: int = 60, extras: bool = True) -> bytes:
     doc: dict[str, object] = {"user_id": draw(st.sampled_from(["u1", "u2", "u3", "user-with-a-long-id"]))}
-    doc["timestamp"] = draw(st.sampled_from([t, int(t), str(int(t)), f"{t:.3f}"]))
+    long_digits = near_boundary(t, window, draw(st.integers(7, 25)))
+    doc["timestamp"] = draw(st.sampled_from([t, int(t), str(int(t)), f"{t:.3f}", long_digits]))
     for name in ("app_version", "device_type", "ip", "locale", "device_id"):
         choice = draw(st.integers(0, 5))
         if choice == 0:
             continue  # absent
         doc[name] = None if choice == 1 else "" if choice == 2 else draw(small_text)
-    return json.dumps(doc, ensure_ascii=draw(st.booleans())).encode()
+    value = json.dumps(doc, ensure_ascii=draw(st.booleans())).encode()
+    if extras and draw(st.integers(0, 3)) == 0:
+        value = with_members(value, draw(st.sampled_from(EXTRAS)))
+    return value
 
 
 @st.composite
 def bad_message(draw: st.DrawFn, t: float) -> bytes | None:
-    kind = draw(st.integers(0, 10))
-    good = json.loads(draw(good_event(t)))
+    kind = draw(st.integers(0, 12))
+    good = json.loads(draw(good_event(t, extras=False)))
     if kind == 0:
         return None
     if kind == 1:
@@ -130,6 +163,20 @@ def bad_message(draw: st.DrawFn, t: float) -> bytes | None:
         good[draw(st.sampled_from(["user_id", "device_type", "locale"]))] = "x" * draw(st.integers(5, 40))
     elif kind == 8:
         good["timestamp"] = 4_102_444_800 + draw(st.integers(0, 10))
+    elif kind == 9:
+        # What orjson refuses, in a known field or beside one that is not JSON.
+        name = draw(st.sampled_from(["user_id", "timestamp", "ip", "device_id"]))
+        raw = draw(st.sampled_from(['"\\ud800"', '"x\\udfff"', "1e400", "-1e400"]))
+        good.pop(name, None)
+        return with_members(json.dumps(good).encode(), f'"{name}": {raw}')
+    elif kind == 10:
+        # Duplicated keys: the last wins, also when an earlier one is refused by orjson.
+        name = draw(st.sampled_from(["user_id", "timestamp", "locale"]))
+        first = draw(st.sampled_from(["7", '"\\ud800"', "1e400"]))
+        return b'{"' + name.encode() + b'": ' + first.encode() + b", " + json.dumps(good).encode()[1:]
+    elif kind == 11:
+        constant = draw(st.sampled_from(["NaN", "Infinity", "-Infinity"]))
+        return with_members(json.dumps(good).encode(), '"extra": 1e400', f'"other": {constant}')
     else:
         return json.dumps(good).encode()  # another good one
     return json.dumps(good).encode()
@@ -153,7 +200,7 @@ def partition_log(draw: st.DrawFn, config: Config, length: int) -> list[bytes | 
         if draw(st.floats(0, 1)) < bad_share:
             values.append(draw(bad_message(at)))
         else:
-            values.append(draw(good_event(at)))
+            values.append(draw(good_event(at, config.window)))
     return values
 
 

@@ -2,12 +2,16 @@
 
 import json
 import math
+from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devkit.generator.events import GeneratorConfig, generate
 from operators.pure import events, jsonio
 from operators.pure.events import MAX_EVENT_TIME, MIN_EVENT_TIME, UNKNOWN, LoginEvent, parse_event_time, parse_value
+from operators.pure.partition import window_start
 
 T = 1_694_479_551  # 2023-09-12, comfortably inside the accepted range
 
@@ -261,8 +265,8 @@ def _general_path(value: bytes | None) -> object:
         return "tombstone"
     try:
         doc = jsonio.loads(value)
-    except jsonio.JSONDecodeError as exc:
-        return events._undecodable(value, exc)
+    except jsonio.JSONDecodeError:
+        return events._check_refused(value, events.DEFAULT_MAX_FIELD_BYTES)
     return events._check_document(doc, events.DEFAULT_MAX_FIELD_BYTES)
 
 
@@ -337,3 +341,164 @@ def test_checks_run_in_contract_order_user_id_then_timestamp_then_optional_field
 
 def test_a_megabyte_field_is_rejected_without_error() -> None:
     assert parse_value(long_doc(app_version="9" * 1_200_000)) == "too_long:app_version"
+
+
+def with_raw(value: bytes, **raw_json: str) -> bytes:
+    """`value` (a JSON object) with more members whose values are raw JSON text."""
+    members = [value[1:-1].decode()] if value != b"{}" else []
+    members += [f'"{name}": {text}' for name, text in raw_json.items()]
+    return ("{" + ", ".join(members) + "}").encode()
+
+
+# JSON's grammar allows both; orjson refuses them, Python's json does not.
+NOT_FOR_ORJSON = ["1e400", "-1e400", '[1, {"a": 1E+999}]', '"\\ud800"', '"x\\udc00y"', '["\\udfff\\ud800"]', "1" * 5000]
+
+
+@pytest.mark.parametrize("raw", NOT_FOR_ORJSON)
+def test_an_extra_field_orjson_refuses_is_ignored_like_any_other(raw: str) -> None:
+    full = doc(app_version="2.3.0", device_type="android", ip="10.0.0.1", locale="TX", device_id="d1")
+    value = with_raw(full, extra=raw)
+    with pytest.raises(jsonio.JSONDecodeError):
+        jsonio.loads(value)
+    assert parse_value(value) == parse_value(full)
+    assert parse_value(with_raw(doc(timestamp=f"{T}.5"), extra=raw)) == parse_value(doc(timestamp=f"{T}.5"))
+
+
+def test_an_extra_field_whose_name_holds_a_lone_surrogate_is_ignored() -> None:
+    assert parse_value(doc()[:-1] + b', "k\\ud800": 1e400}') == parse_value(doc())
+
+
+@pytest.mark.parametrize("name", ["user_id", *OPTIONAL])
+@pytest.mark.parametrize("text", ['"\\ud800"', '"ab\\udfffcd"', '"\\ude00\\ud83d"'])
+def test_a_known_string_field_holding_a_lone_surrogate_is_a_bad_type(name: str, text: str) -> None:
+    # No UTF-8 form exists for it, so it could not be a key in login-metrics.
+    assert parse_value(with_raw(doc(**{name: ...}), **{name: text})) == f"bad_type:{name}"
+
+
+def test_a_timestamp_holding_a_lone_surrogate_is_a_bad_type() -> None:
+    assert parse_value(with_raw(doc(timestamp=...), timestamp='"1694479551\\ud800"')) == "bad_type:timestamp"
+
+
+def test_an_escaped_surrogate_pair_is_one_character_not_a_lone_surrogate() -> None:
+    event = parse_value(with_raw(doc(user_id=...), user_id='"u\\ud83d\\ude00"', extra='"\\ud800"'))
+    assert isinstance(event, LoginEvent)
+    assert event.user_id == "u\U0001f600"
+
+
+@pytest.mark.parametrize("raw", ["1e400", "-1e400", "1" * 400])
+def test_a_timestamp_beyond_a_double_is_out_of_range(raw: str) -> None:
+    assert parse_value(with_raw(doc(timestamp=...), timestamp=raw)) == "timestamp_out_of_range"
+
+
+@pytest.mark.parametrize("name", ["user_id", *OPTIONAL])
+def test_a_known_field_beyond_a_double_is_a_bad_type(name: str) -> None:
+    assert parse_value(with_raw(doc(**{name: ...}), **{name: "1e400"})) == f"bad_type:{name}"
+
+
+def test_the_contract_order_holds_for_what_orjson_refuses() -> None:
+    value = with_raw(doc(timestamp="x", user_id=...), user_id='"u1"', ip='"\\ud800"')
+    assert parse_value(value) == "bad_format:timestamp"
+    value = with_raw(doc(user_id=..., timestamp=...), user_id='"\\ud800"', timestamp="1e400")
+    assert parse_value(value) == "bad_type:user_id"
+    assert parse_value(with_raw(doc(user_id=...), user_id="7", extra="1e400")) == "bad_type:user_id"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_even_where_orjson_refuses_something_else(constant: str) -> None:
+    assert parse_value(with_raw(doc(), extra=constant)) == "invalid_json"
+    assert parse_value(with_raw(doc(), big="1e400", extra=constant)) == "invalid_json"
+    assert parse_value(with_raw(doc(timestamp=...), timestamp=constant)) == "invalid_json"
+
+
+def test_what_is_not_json_stays_invalid_json_when_orjson_refuses_something_else() -> None:
+    assert parse_value(with_raw(doc(), big="1e400", bad="{")) == "invalid_json"
+    assert parse_value(b"\xef\xbb\xbf" + with_raw(doc(), big="1e400")) == "invalid_json"
+    assert parse_value(with_raw(doc(), big="1e400") + b"\xff") == "invalid_utf8"
+    assert parse_value(with_raw(doc(), big="1e400") + b" x") == "invalid_json"
+    deep = "[" * 2000 + "]" * 2000
+    assert parse_value(with_raw(doc(), deep=deep)) == "invalid_json"
+    assert parse_value(with_raw(doc(), big="1e400", deep=deep)) == "invalid_json"
+
+
+@pytest.mark.parametrize("extra", ["1", "1e400"])
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        ('"user_id": 7', '"user_id": "u2"'),
+        ('"user_id": "\\ud800"', '"user_id": "u2"'),
+        ('"timestamp": 1e400', '"timestamp": 1694479551'),
+    ],
+)
+def test_of_duplicated_keys_the_last_wins(first: str, then: str, extra: str) -> None:
+    # With extra=1e400 the message takes the fallback decode; it must agree with orjson.
+    value = f'{{{first}, "user_id": "u1", "timestamp": {T}, {then}, "extra": {extra}}}'.encode()
+    expected = {"user_id": "u2"} if "user_id" in then else {}
+    assert parse_value(value) == parse_value(doc(**expected))
+
+
+WINDOWS = [1, 7, 60, 300, 3600]
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("nines", [7, 8, 11, 20, 60])
+def test_a_long_digit_string_just_before_a_window_boundary_stays_in_its_window(window: int, nines: int) -> None:
+    boundary = 1_709_251_260 // window * window + window
+    text = f"{boundary - 1}.{'9' * nines}"
+    event = parse_value(doc(timestamp=text))
+    assert isinstance(event, LoginEvent)
+    assert event.event_time < boundary
+    assert window_start(event.event_time, window) == boundary - window
+
+
+@pytest.mark.parametrize(
+    ("text", "accepted"),
+    [
+        ("4102444799.99999999999", True),  # before 2100-01-01 by its digits
+        ("4102444799.9999999999999999999999999", True),
+        ("946684799.99999999999999", False),  # before 2000-01-01 by its digits
+        ("946684800.00000000000000000000001", True),
+    ],
+)
+def test_the_range_limits_follow_a_digit_strings_digits(text: str, accepted: bool) -> None:
+    result = parse_value(doc(timestamp=text))
+    assert isinstance(result, LoginEvent) is accepted, result
+    if not accepted:
+        assert result == "timestamp_out_of_range"
+
+
+def test_a_json_number_is_the_nearest_double_as_orjson_reads_it() -> None:
+    # The documented semantics of JSON numbers: unlike a digit string, a long
+    # JSON float rounds to nearest, here into the next second.
+    event = parse_value(b'{"user_id": "u1", "timestamp": 1709251259.99999999999}')
+    assert isinstance(event, LoginEvent)
+    assert event.event_time == 1_709_251_260.0
+
+
+_DIGITS = "0123456789"
+digit_strings = st.builds(
+    lambda whole, fraction: f"{whole}.{fraction}",
+    # Often the last second before a boundary of every window in WINDOWS but 7.
+    st.integers(946_684_800, 4_102_444_799) | st.integers(263_000, 1_139_567).map(lambda hour: hour * 3600 - 1),
+    # Often nines enough to round up into the next second.
+    st.text(_DIGITS, min_size=1, max_size=40)
+    | st.builds(lambda nines, tail: "9" * nines + tail, st.integers(5, 30), st.text(_DIGITS, max_size=5)),
+)
+
+
+@given(digit_strings)
+def test_a_digit_string_is_the_largest_double_not_above_its_value(text: str) -> None:
+    event_time = parse_event_time(text)
+    assert isinstance(event_time, float)
+    assert Decimal(event_time) <= Decimal(text) < Decimal(math.nextafter(event_time, math.inf))
+
+
+@given(digit_strings, st.sampled_from(WINDOWS))
+def test_a_digit_strings_window_is_decided_by_its_digits(text: str, window: int) -> None:
+    event_time = parse_event_time(text)
+    assert isinstance(event_time, float)
+    assert window_start(event_time, window) == int(Decimal(text) // window) * window
+
+
+@pytest.mark.parametrize("text", ["1694479551", "1694479551.5", "1694479551.25", "1694479551.000", "0001694479551"])
+def test_a_digit_string_a_double_holds_exactly_is_that_double(text: str) -> None:
+    assert parse_event_time(text) == float(text)

@@ -11,7 +11,7 @@ from operators.pure.partition import LateEvent, PartitionBatch, PartitionState, 
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z, a window boundary for 60 s windows
 
 
-def login(t: float, user: str = "u1") -> bytes:
+def login(t: float | str, user: str = "u1") -> bytes:
     return json.dumps({"user_id": user, "timestamp": t}).encode()
 
 
@@ -337,6 +337,24 @@ def test_tracked_window_start_matches_window_start() -> None:
     t.track(messages(login(T0 + 200)))
     batch = t.track(messages(login(T0 + 119.75)))
     assert [late.window_start for late in batch.late] == [window_start(T0 + 119.75, 60)] == [T0 + 60]
+
+
+def test_a_long_digit_string_just_before_a_boundary_counts_in_its_own_window() -> None:
+    # Its digits say T0+59.99999999999: window [T0, T0+60), not the next one.
+    batch = tracker().track(messages(login(f"{T0 + 59}.99999999999")))
+    assert batch.starts == [T0]
+    late = PartitionTracker(0, 3, 60, 10.0, T0 + 200, T0 + 190).track(messages(login(f"{T0 + 59}.99999999999")))
+    assert [event.window_start for event in late.late] == [T0]
+
+
+def test_a_front_just_short_of_a_boundary_by_its_digits_makes_nothing_late_there() -> None:
+    # The front T0+69.99999999999 puts the watermark short of T0+60, where
+    # the first window ends: an event in that window is still on time.
+    t = tracker()
+    t.track(messages(login(f"{T0 + 69}.99999999999")))
+    assert t.watermark < T0 + 60
+    batch = t.track(messages(login(T0 + 59)))
+    assert (batch.late, times(batch)) == ([], [T0 + 59])
 
 
 def test_resume_from_state_round_trips_and_none_starts_fresh() -> None:

@@ -20,6 +20,7 @@ from operators.count import count_slices_in_windows
 from operators.pure.partition import PartitionBatch
 from operators.read import read_login_events
 from operators.runtime.abandoned_epochs import RecoveryStoreError
+from operators.runtime.execution_start import ExecutionStart
 from operators.runtime.logs import configure_logging
 from operators.runtime.recovery_start import SharedRecoveryDirectoryError, prepare_recovery_store, read_mountinfo
 from operators.runtime.run_args import run_recovery_directory
@@ -38,9 +39,10 @@ def build_flow(
     logins = read_login_events("read_user_login", flow, settings, source)
     counts = count_slices_in_windows("count_slices_in_windows", logins.events, settings)
 
-    write_kafka("write_login_metrics", counts.metrics, sinks.metrics)
-    write_kafka("write_dlq", op.merge("merge_dead_letters", logins.rejects, counts.uncounted), sinks.dlq)
-    write_kafka("write_late", logins.late, sinks.late)
+    started = op.input("announce_start", flow, ExecutionStart())
+    write_kafka("write_login_metrics", counts.metrics, sinks.metrics, started)
+    write_kafka("write_dlq", op.merge("merge_dead_letters", logins.rejects, counts.uncounted), sinks.dlq, started)
+    write_kafka("write_late", logins.late, sinks.late, started)
     return flow
 
 

@@ -56,13 +56,18 @@ def records_of(chunk: RecordChunk) -> list[KafkaRecord]:
 
 
 @operator
-def write_kafka(step_id: str, up: Stream[RecordChunk], sink: Sink[Any]) -> None:
+def write_kafka(step_id: str, up: Stream[RecordChunk], sink: Sink[Any], started: Stream[None]) -> None:
     """Write chunks of records to a `KafkaTopicSink`, routed to its partitions.
 
-    Any other sink (a `TestingSink` in flow tests) gets the records one by one.
+    `started` wakes every partition of an exactly-once topic at the start of
+    an execution (`operators.runtime.execution_start`). Any other sink (a
+    `TestingSink` in flow tests) gets the records one by one.
     """
     chunks = op.filter("skip_empty", up, has_records)
     if isinstance(sink, KafkaTopicSink):
-        op.output("produce", op.flat_map("route", chunks, sink.route), sink)
+        routed = op.flat_map("route", chunks, sink.route)
+        if sink.settings.exactly_once:
+            routed = op.merge("route_and_wake", routed, op.flat_map("wake_partitions", started, sink.wake_all))
+        op.output("produce", routed, sink)
     else:
         op.output("produce", op.flat_map("flatten", chunks, records_of), sink)

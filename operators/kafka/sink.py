@@ -173,6 +173,10 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
             by_partition.setdefault(target, []).append(record)
         return [(str(partition), group) for partition, group in by_partition.items()]
 
+    def wake_all(self, _started: None) -> list[Routed]:
+        """An empty write for every partition, so each has a snapshot before its first commit."""
+        return [(str(partition), []) for partition in range(self._discover())]
+
     def _cut(self, record: KafkaRecord) -> KafkaRecord:
         cut = truncated(record, self._fit)
         logger.warning(

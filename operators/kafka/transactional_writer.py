@@ -236,7 +236,8 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
     def write_batch(self, values: list[list[KafkaRecord]]) -> None:
         """Add the records to this epoch's transaction, skipping copies already committed."""
         try:
-            if not self._in_transaction:
+            # The empty wake-up writes of an execution start (`operators.runtime.execution_start`) need none.
+            if not self._in_transaction and any(values):
                 self._producer.begin_transaction()
                 self._in_transaction = True
             produce, topic, partition = self._producer.produce, self.topic, self.partition

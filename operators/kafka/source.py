@@ -17,13 +17,15 @@ meanwhile is the next run's to read.
 The snapshot also keeps the topic's id: offsets resumed on a topic that was
 deleted and created again would name other messages, so that stops the start.
 
-Bytewax fixes a source's partitions when the run starts. The reader of
-partition 0 watches the topic's partition count and stops the process when
-it grows, naming the topic and both counts; the supervisor's restart then
-reads the new partitions from their beginning.
+Bytewax fixes a source's partitions when the run starts. In tail mode the
+readers watch the topic's partition count and stop the process when it
+grows, naming the topic and both counts; the supervisor's restart then reads
+the new partitions from their beginning. Until a check has come after a
+watermark, that watermark makes no window final (`operators.kafka.growth`).
 """
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -33,6 +35,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from operators.kafka.client import reader_config
+from operators.kafka.growth import PartitionCountWatch, Settling, TopicGrewError
 from operators.kafka.topics import PERMANENT_ERRORS, KafkaSetupError, SourceError, input_topic_id, list_partitions
 from operators.pure.events import RawMessage, new_raw_message
 from operators.pure.partition import PartitionBatch, PartitionState, PartitionTracker
@@ -57,8 +60,6 @@ CONNECTION_TROUBLE = frozenset(
     {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE}
 )
 LAG_CHECK_INTERVAL_S = 1.0
-# How often partition 0's reader asks whether the topic gained partitions.
-GROWTH_CHECK_INTERVAL_S = 10.0
 
 
 def _offset_of(message: Message) -> int:
@@ -69,10 +70,6 @@ def _offset_of(message: Message) -> int:
 def _no_message(index: int) -> RawMessage:
     msg = f"no message {index} in an empty read"
     raise IndexError(msg)
-
-
-class TopicGrewError(SourceError):
-    """The input topic gained partitions, which Bytewax can only pick up at a restart."""
 
 
 class TopicRecreatedError(SourceError):
@@ -116,6 +113,7 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
         self.settings = settings
         self._partition_count: int | None = None
         self._topic_id: str | None = None
+        self._watch: PartitionCountWatch | None = None
         # Whether this run resumes from recovery state: then a partition
         # without a snapshot is new to the topic, and is read from its
         # beginning whatever START_OFFSET says (`operators.runtime.resume`).
@@ -134,6 +132,12 @@ class LoginSource(FixedPartitionedSource[PartitionBatch, PartitionState]):
         self._partition_count = len(partitions)
         self._topic_id = input_topic_id(self.settings)
         return [str(partition) for partition in partitions]
+
+    def watch(self, partition_count: int) -> PartitionCountWatch:
+        """The partition count watch this process's readers share."""
+        if self._watch is None:
+            self._watch = PartitionCountWatch(self.settings.input_topic, partition_count)
+        return self._watch
 
     @property
     def topic_id(self) -> str | None:
@@ -191,7 +195,13 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         self._finished = False
         self._last_idle_report = 0.0
         self._last_lag_check = 0.0
-        self._last_growth_check = time.monotonic()
+        self._watch: PartitionCountWatch | None = None
+        self._settling = Settling()
+        if not settings.stop_at_end:
+            # Listing the partitions at the start came after the resumed watermark was reached.
+            self._watch = source.watch(partition_count) if source is not None else None
+            self._watch = self._watch or PartitionCountWatch(settings.input_topic, partition_count)
+            self._tracker.settle(-math.inf if resume_state is None else resume_state.watermark)
         self._gauges = PartitionGauges(partition)
         self._idle = False
 
@@ -248,9 +258,12 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             raise StopIteration
         if not self._assigned:
             self._assign()
-        if self.partition == 0 and not self.settings.stop_at_end:
+        if self._watch is not None:
             with stop_on(TopicGrewError):
-                self._check_growth()
+                self._watch.poll(self._consumer)
+            settled = self._settling.settled(self._watch, self._tracker.watermark)
+            if settled is not None:
+                self._tracker.settle(settled)
         if self._end_offset is not None and self._next_offset >= self._end_offset:
             return self._finish([], _no_message)
 
@@ -307,27 +320,6 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         batch = self._tracker.track_values(values, message_at, record_time_at=record_time_at, now=now)
         self._observe(batch, len(values))
         return [batch] if values or batch.progressed else []
-
-    def _check_growth(self) -> None:
-        """Stop the process once the input topic has more partitions than this run reads."""
-        now = time.monotonic()
-        if now - self._last_growth_check < GROWTH_CHECK_INTERVAL_S:
-            return
-        self._last_growth_check = now
-        topic = self.settings.input_topic
-        try:
-            metadata = self._consumer.list_topics(topic, timeout=HEAD_CHECK_TIMEOUT_S)
-        except KafkaException as exc:
-            logger.warning("cannot check the partition count %s", kv(topic=topic, reason=exc))
-            return
-        found = metadata.topics.get(topic)
-        count = len(found.partitions) if found is not None and found.error is None else 0
-        if count > self.partition_count:
-            msg = (
-                f"INPUT_TOPIC={topic!r} grew from {self.partition_count} to {count} partitions; "
-                "stopping so that a restart (same recovery directory) reads the new partitions from their start"
-            )
-            raise TopicGrewError(msg)
 
     def _observe(self, batch: PartitionBatch, messages: int) -> None:
         self._gauges.observe(messages, len(batch.late), batch.watermark)

@@ -87,6 +87,10 @@ class PartitionBatch:
     progress: float = -math.inf
     # The window start of each event, as the late decision computed it (None: not given).
     starts: list[int] | None = None
+    # The watermark the partition had when the topic was last seen to have no
+    # more than `partition_count` partitions; None: the watermark itself. Only
+    # this may make windows final (`operators.pure.window_shard`).
+    settled: float | None = None
 
 
 def window_start(event_time: float, window_seconds: int) -> int:
@@ -119,6 +123,9 @@ class PartitionTracker:
         self.max_event_time = max_event_time
         self.watermark = watermark
         self._reported_progress = -math.inf
+        # None: every watermark reached is settled at once (bounded runs, tests).
+        self.settled: float | None = None
+        self._reported_settled: float | None = None
         # Monotonic times at which the partition was first, and last, known to
         # have no on-time events to deliver; None while it delivers them.
         self._idle_since: float | None = None
@@ -221,8 +228,10 @@ class PartitionTracker:
             # events may still follow the garbage.
             self.advance_idle(now)
         progress = math.inf if finished else self.progress()
-        progressed = progress != self._reported_progress
+        settled = None if self.settled is None else min(self.settled, watermark)
+        progressed = progress != self._reported_progress or settled != self._reported_settled
         self._reported_progress = progress
+        self._reported_settled = settled
         return PartitionBatch(
             self.partition,
             self.partition_count,
@@ -234,7 +243,17 @@ class PartitionTracker:
             progressed,
             progress,
             starts,
+            settled,
         )
+
+    def settle(self, through: float) -> None:
+        """Note that the topic had no more partitions than known after the watermark reached `through`.
+
+        From then on a batch reports `through` as settled, not the watermark:
+        a window the log passed but no partition count check came after may
+        still get counts from a partition added meanwhile.
+        """
+        self.settled = through if self.settled is None else max(self.settled, through)
 
     def progress(self) -> float:
         """The partition's closing progress (see the module docstring)."""

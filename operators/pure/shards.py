@@ -226,7 +226,8 @@ class ShardCounter:
                     slice_index,
                     batch.partition,
                     batch.partition_count,
-                    batch.watermark,
+                    # A shard's watermarks only decide what is final.
+                    batch.watermark if batch.settled is None else batch.settled,
                     batch.progress,
                     counts,
                     self.fingerprint,

@@ -420,3 +420,24 @@ def test_a_snapshot_keeps_the_topic_id_and_older_ones_unpickle_without() -> None
     state = tracker().state(7, "abc")
     assert state.topic_id == "abc"
     assert PartitionState(7, -math.inf, -math.inf).topic_id is None
+
+
+def test_without_a_check_the_watermark_is_settled_as_it_is_reached() -> None:
+    assert tracker().track(messages(login(T0 + 30))).settled is None
+
+
+def test_a_held_tracker_reports_as_settled_only_what_a_partition_count_check_came_after() -> None:
+    t = tracker()
+    t.settle(-math.inf)  # a fresh partition in tail mode: the start's listing came before any event
+    first = t.track(messages(login(T0 + 30)))
+    assert (first.watermark, first.settled) == (T0 + 20, -math.inf)
+    t.settle(T0 + 20)  # a check began after the watermark reached T0 + 20
+    t.track(messages(login(T0 + 90)))
+    idle = t.track([])
+    assert (idle.watermark, idle.settled, idle.progressed) == (T0 + 80, T0 + 20, False)
+    t.settle(T0 + 80)
+    settled = t.track([])
+    # A settled watermark that moved is progress every shard must hear of, even without events.
+    assert (settled.settled, settled.progressed) == (T0 + 80, True)
+    t.settle(T0 + 20)
+    assert t.settled == T0 + 80, "what is settled never moves back"

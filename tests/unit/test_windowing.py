@@ -654,3 +654,11 @@ def test_an_update_crosses_processes_unchanged() -> None:
     copy_ = pickle.loads(pickle.dumps(original))
     assert copy_ == original
     assert type(copy_) is ShardUpdate and type(copy_.fingerprint) is ConfigFingerprint
+
+
+def test_counter_gives_shards_the_settled_watermark_when_the_batch_has_one() -> None:
+    counter = ShardCounter((BY_USER,), 60, 1)
+    held = PartitionBatch(0, 2, [event(T0 + 1)], [], [], T0 + 50, False, True, T0 + 50, None, T0 + 10)
+    ((_key, shard_update),) = counter(held)
+    # Shards make windows final by it; closing still goes by the progress.
+    assert (shard_update.watermark, shard_update.progress) == (T0 + 10, T0 + 50)

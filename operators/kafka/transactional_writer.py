@@ -55,7 +55,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from operators.kafka.client import DEFAULT_BATCH_BYTES, client_reporting, producer_config
 from operators.pure.encoding import KafkaRecord
-from operators.pure.replay_skip import Remainder, ReplaySkip
+from operators.pure.replay_skip import SKIP, Remainder, ReplaySkip
 from operators.runtime.logs import kv
 from operators.runtime.settings import Settings
 from operators.runtime.shutdown import stop_process
@@ -115,7 +115,7 @@ def _resume_parts(state: WriterState | LegacyWriterState | None) -> tuple[int | 
         return state, None, None
     if len(state) == 2:  # noqa: PLR2004 - the state of a version that kept identities in a set
         offset, identities = state
-        return offset, (tuple((found, 1) for found in identities), ()), None
+        return offset, (tuple((found, 1) for found in identities), (), ()), None
     return state
 
 
@@ -244,8 +244,10 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
             skip = self._skip
             for records in values:
                 for key, value, headers in records:
-                    if skip and skip.skips(key, value, headers):
-                        continue
+                    if skip:
+                        value = skip.admit(key, value, headers)  # noqa: PLW2901 - the rest of a partly committed count
+                        if value is SKIP:
+                            continue
                     while True:
                         try:
                             produce(topic, value, key, partition=partition, headers=headers or None)

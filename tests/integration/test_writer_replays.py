@@ -87,6 +87,26 @@ def test_identical_window_closed_records_are_each_skipped_once(kafka_brokers: st
     ]
 
 
+def test_uncounted_counts_regrouped_by_a_replay_sum_to_what_one_run_writes(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
+    topic = topic_factory(1)
+    first = writer(kafka_brokers, topic, "DLQ_TOPIC")
+    first.write_batch([[reject(0)]])
+    before = first.snapshot()
+    # Read at the head of the log: one event for the closed window, then two more.
+    first.write_batch([[window_closed("a", 1), window_closed("a", 2)]])
+    first.snapshot()
+    # The replay finds all three in one batch, then a fourth arrives.
+    replay = writer(kafka_brokers, topic, "DLQ_TOPIC", before)
+    replay.write_batch([[window_closed("a", 3), window_closed("a", 1)]])
+    replay.close()
+    counts = [
+        int(value.rsplit(b":", 1)[1][:-1]) for key, value in committed(kafka_brokers, topic) if key != b"k" and value
+    ]
+    assert sum(counts) == 4, counts
+
+
 def test_the_skip_state_ignores_other_dataflows_and_forgets_what_cannot_be_replayed(
     kafka_brokers: str, topic_factory: TopicFactory
 ) -> None:
@@ -109,7 +129,7 @@ def test_the_skip_state_ignores_other_dataflows_and_forgets_what_cannot_be_repla
     # function of the log; a record no replay writes again stands in for one
     # whose epoch will never be replayed), then writes offset 2 and goes on.
     replay.write_batch([[reject(2), reject(3)]])
-    _offset, (copies, counts), _partitions = replay.snapshot()
+    _offset, (copies, counts, _uncounted), _partitions = replay.snapshot()
     assert copies == () and counts == (), "offset 1 is behind the replay: no later resume can produce it"
     replay.close()
     ours = [

@@ -35,8 +35,13 @@ so no revision can lower a count.
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
+from operators.pure.shard_snapshot import (
+    LEGACY_REVISION_HORIZON_WINDOWS,
+    ResumeMismatchError,
+    ShardSnapshot,
+    check_resumable,
+)
 from operators.pure.shards import (
     ROUTING_VERSION,
     ConfigFingerprint,
@@ -46,7 +51,6 @@ from operators.pure.shards import (
     ShardUpdate,
     WindowCounts,
     shard_of,
-    show_setting,
 )
 from operators.pure.slices import SliceSpec
 from operators.pure.window_counts import (
@@ -67,8 +71,15 @@ _new_count = tuple.__new__
 DEFAULT_MAX_WINDOWS = 128
 """Open plus revisable windows one shard keeps (MAX_WINDOWS_PER_SHARD)."""
 
-LEGACY_REVISION_HORIZON_WINDOWS = 8
-"""How far behind its closed watermark a shard of an older version still kept windows."""
+# Recovery stores of older versions pickle snapshots under this module's name.
+__all__ = [
+    "DEFAULT_MAX_WINDOWS",
+    "LEGACY_REVISION_HORIZON_WINDOWS",
+    "FewerPartitionsError",
+    "ResumeMismatchError",
+    "ShardSnapshot",
+    "WindowShard",
+]
 
 
 class FewerPartitionsError(ValueError):
@@ -79,36 +90,6 @@ class FewerPartitionsError(ValueError):
         super().__init__(now, stored)
         self.now = now
         self.stored = stored
-
-
-class ResumeMismatchError(ValueError):
-    """The recovery state was written with settings this run cannot continue under."""
-
-
-class ShardSnapshot(NamedTuple):
-    """A shard's resumable state. Immutable once taken."""
-
-    slice_name: str
-    window_seconds: int
-    buckets: int
-    partition_count: int
-    # Each partition's watermark, from its log. Progress is not kept: what
-    # ran ahead of the log (idle time, the end of a bounded run) belongs to
-    # the run that saw it, and a resumed run hears it again from its sources.
-    watermarks: dict[int, float]
-    closed_through: float
-    windows: WindowCounts
-    # Snapshots from before routing was versioned unpickle with 1.
-    routing: int = 1
-    # Emitted windows that may still be revised; None in snapshots from
-    # before revisions, whose `watermarks` could hold +inf for finished runs.
-    revisable: WindowCounts | None = None
-    # Counts for windows ending at or before this come out uncounted, and
-    # `window_let_go` up to `cut_through`; None in older snapshots.
-    let_go_through: float | None = None
-    cut_through: float = -math.inf
-    # `Settings.decisions` of the run that wrote it; None in older snapshots.
-    decisions: Decisions | None = None
 
 
 class WindowShard:
@@ -151,26 +132,8 @@ class WindowShard:
             self._restore(snapshot)
 
     def _restore(self, snapshot: ShardSnapshot) -> None:
-        # Changing any of these under existing state would strand open windows
-        # in shards nobody routes to, or count one key in two shards.
-        for name, was, now in (
-            ("WINDOW_SECONDS", snapshot.window_seconds, self.window_seconds),
-            ("SHARDS_PER_SLICE", snapshot.buckets, self.buckets),
-        ):
-            if was != now:
-                msg = f"{name}: recovery state was written with {was}, now {now}; use a new recovery directory"
-                raise ResumeMismatchError(msg)
-        if snapshot.routing != ROUTING_VERSION:
-            msg = (
-                f"SHARDS_PER_SLICE: recovery state routes keys to shards by scheme {snapshot.routing}, "
-                f"this version by scheme {ROUTING_VERSION}; use a new recovery directory"
-            )
-            raise ResumeMismatchError(msg)
+        check_resumable(snapshot, self.slices, self.window_seconds, self.buckets, self.fingerprint)
         names = [spec.name for spec in self.slices]
-        if snapshot.slice_name and snapshot.slice_name not in names:
-            msg = f"SLICES: recovery state holds slice {snapshot.slice_name!r}, which is no longer configured"
-            raise ResumeMismatchError(msg)
-        self._check_decisions(snapshot.decisions)
         # An empty name: the shard was snapshotted before its first update.
         self.slice_index = names.index(snapshot.slice_name) if snapshot.slice_name else -1
         self.partition_count = snapshot.partition_count
@@ -202,21 +165,6 @@ class WindowShard:
         else:
             self.let_go_through = snapshot.let_go_through
         self.cut_through = snapshot.cut_through
-
-    def _check_decisions(self, stored: Decisions | None) -> None:
-        if stored is None:
-            # Older snapshots did not record them: nothing to hold this run to.
-            return
-        now = self.fingerprint.settings()
-        for name, was, fixed in stored:
-            # A setting this version no longer has cannot be held to.
-            if fixed and name in now and now[name] != was:
-                msg = (
-                    f"{name}: recovery state was written with {show_setting(name, was)}, "
-                    f"now {show_setting(name, now[name])}; a replayed message could be decided twice, "
-                    "differently: start with the value it was written with, or use a new recovery directory"
-                )
-                raise ResumeMismatchError(msg)
 
     def watermark(self) -> float:
         """The minimum progress over all input partitions (-inf until all reported)."""

@@ -42,6 +42,9 @@ from operators.kafka.topics import (
     topic_partition_count,
 )
 from operators.kafka.transactional_writer import (
+    AT_LEAST_ONCE_STATE,
+    EXACTLY_ONCE,
+    GuaranteeChangedError,
     LegacyWriterState,
     OutputPartitionsChanged,
     TransactionalWriter,
@@ -73,7 +76,7 @@ AtLeastOnceState = tuple[str, int]
 SinkState = WriterState | LegacyWriterState | AtLeastOnceState | None
 """A transactional writer's state, or an at-least-once partition's."""
 
-AT_LEAST_ONCE = "at-least-once"
+AT_LEAST_ONCE = AT_LEAST_ONCE_STATE
 
 
 class DeliveryError(RuntimeError):
@@ -196,7 +199,7 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
     ) -> StatefulSinkPartition[list[KafkaRecord], Any]:
         """A transactional writer of one Kafka partition, or this process's shared producer."""
         partitions = self._discover()
-        with stop_on(OutputPartitionsChanged):
+        with stop_on(OutputPartitionsChanged, GuaranteeChangedError):
             if self.settings.exactly_once:
                 return TransactionalWriter(
                     self.settings,
@@ -207,7 +210,9 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
                     resume_state,  # type: ignore[arg-type]  # the guarantee is fixed across resumes
                     self.batch_bytes,
                 )
-            if isinstance(resume_state, tuple) and resume_state[0] == AT_LEAST_ONCE:
+            if isinstance(resume_state, int) or (isinstance(resume_state, tuple) and resume_state[0] != AT_LEAST_ONCE):
+                raise GuaranteeChangedError(EXACTLY_ONCE, AT_LEAST_ONCE)
+            if isinstance(resume_state, tuple):
                 stored = resume_state[1]
                 check_output_partitions(
                     self.setting_name, self.topic, stored if isinstance(stored, int) else None, partitions

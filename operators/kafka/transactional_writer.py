@@ -48,6 +48,7 @@ naming TRANSACTIONAL_ID_PREFIX and the id.
 """
 
 import logging
+import time
 from typing import Any
 
 from bytewax.outputs import StatefulSinkPartition
@@ -65,6 +66,9 @@ logger = logging.getLogger(__name__)
 TRANSACTION_TIMEOUT_MS = 60_000
 COMMIT_TIMEOUT_S = 60.0
 READ_BACK_TIMEOUT_S = 60.0
+# A transaction open when this writer resumes ends within the broker's timeout
+# of the producer that opened it; older loginflows used TRANSACTION_TIMEOUT_MS.
+OPEN_TRANSACTION_WAIT_S = TRANSACTION_TIMEOUT_MS / 1000 + 30
 
 WriterState = tuple[int, Remainder, int]
 """(the partition's end offset after a commit, what a resume must still skip, the topic's partition count).
@@ -74,6 +78,22 @@ Older versions stored a bare int (the end offset), then (end offset, a
 frozenset of identities).
 """
 LegacyWriterState = int | tuple[int, frozenset[Any]]
+
+
+AT_LEAST_ONCE_STATE = "at-least-once"
+"""The tag of an at-least-once sink partition's state: ("at-least-once", partition count)."""
+EXACTLY_ONCE = "exactly-once"
+
+
+class GuaranteeChangedError(ValueError):
+    """A sink partition's state was written under the other PROCESSING_GUARANTEE."""
+
+    def __init__(self, was: str, now: str) -> None:
+        """Name both guarantees."""
+        super().__init__(
+            f"PROCESSING_GUARANTEE: recovery state was written with {was}, now {now}; "
+            "start with the guarantee it was written with, or use a new recovery directory"
+        )
 
 
 class OutputPartitionsChanged(ValueError):
@@ -110,13 +130,24 @@ def taken_over(txn_id: str, prefix: str, derived: bool) -> str:
     )
 
 
-def _resume_parts(state: WriterState | LegacyWriterState | None) -> tuple[int | None, Remainder | None, int | None]:
+LegacyRecords = list[tuple[bytes | None, bytes | None, Any]]
+
+
+def _resume_parts(
+    state: WriterState | LegacyWriterState | None,
+) -> tuple[int | None, Remainder | None, int | None, LegacyRecords]:
+    """(resume offset, remainder, partition count, identities an older version kept) of a state."""
     if state is None or isinstance(state, int):
-        return state, None, None
-    if len(state) == 2:  # noqa: PLR2004 - the state of a version that kept identities in a set
+        return state, None, None, []
+    if len(state) == 2:  # noqa: PLR2004 - an older version's (offset, identities), or at-least-once's
         offset, identities = state
-        return offset, (tuple((found, 1) for found in identities), (), ()), None
-    return state
+        if not isinstance(offset, int):
+            raise GuaranteeChangedError(AT_LEAST_ONCE_STATE, EXACTLY_ONCE)
+        # Fed through `ReplaySkip.add_committed`, as if read back, so metric and
+        # uncounted records follow their own rules.
+        return offset, None, None, list(identities)
+    offset, remainder, partitions = state
+    return offset, remainder, partitions, []
 
 
 class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState]):
@@ -164,11 +195,12 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
             self._producer.init_transactions(COMMIT_TIMEOUT_S)
         except KafkaException as exc:
             self._stop("cannot start its transactions", exc)
-        resume_offset, not_yet_replayed, stored_partitions = _resume_parts(resume_state)
+        resume_offset, not_yet_replayed, stored_partitions, legacy = _resume_parts(resume_state)
         check_output_partitions(setting_name, topic, stored_partitions, partitions)
         self._skip = ReplaySkip(
             by_count=setting_name == "OUTPUT_TOPIC", source_topic=settings.input_topic, remainder=not_yet_replayed
         )
+        self._skip.add_all(legacy)
         carried_over = len(self._skip)
         if resume_offset is not None:
             self._skip.add_all(self._read_committed(resume_offset))
@@ -207,28 +239,56 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
         return error
 
     def _read_committed(self, start: int) -> list[tuple[bytes | None, bytes | None, Any]]:
-        """The committed records from `start` to the partition's end."""
+        """The committed records from `start` to the partition's end.
+
+        A read_committed reader stops at the last stable offset: the first
+        offset of any transaction still open there, such as another dataflow's
+        on a shared topic, or one a crashed process of an older version left
+        for the broker to time out. What this writer committed beyond it is
+        only visible once that transaction ends, so the read waits for it,
+        up to one transaction timeout and then some, rather than take the
+        records it cannot see yet for ones the replay may write again.
+        """
         tp = TopicPartition(self.topic, self.partition)
         consumer = Consumer({**self._reader_config, "isolation.level": "read_committed"})
         try:
-            _low, end = consumer.get_watermark_offsets(tp, timeout=READ_BACK_TIMEOUT_S, cached=False)
+            # The high watermark: a read_committed client would be told the last stable offset.
+            _low, end = self._offsets.get_watermark_offsets(tp, timeout=READ_BACK_TIMEOUT_S, cached=False)
             found: list[tuple[bytes | None, bytes | None, Any]] = []
             if end <= start:
                 return found
             consumer.assign([TopicPartition(self.topic, self.partition, start)])
-            done = False
-            while not done:
+            position = start
+            stalled_since: float | None = None
+            while position < end:
+                at_stable_offset = False
                 for message in consumer.consume(1000, 1.0):
                     error = message.error()
                     if error is None:
                         found.append((message.key(), message.value(), message.headers()))
-                        done = (message.offset() or 0) + 1 >= end
                     elif error.code() == KafkaError._PARTITION_EOF:
-                        done = True
+                        at_stable_offset = True
                     else:
                         raise KafkaException(error)
-                position = consumer.position([tp])[0].offset
-                done = done or position >= end
+                reached = consumer.position([tp])[0].offset
+                if reached > position:
+                    position, stalled_since = reached, None
+                    continue
+                if stalled_since is None:
+                    stalled_since = time.monotonic()
+                    if at_stable_offset:
+                        logger.warning(
+                            "reading back waits for an open transaction %s",
+                            kv(topic=self.topic, partition=self.partition, stable_offset=position, end_offset=end),
+                        )
+                elif time.monotonic() - stalled_since > OPEN_TRANSACTION_WAIT_S:
+                    stop_process(
+                        f"{self.setting_name}={self.topic!r} partition {self.partition}: reading back what this "
+                        f"writer committed has stopped at offset {position}, below the end {end}, for "
+                        f"{OPEN_TRANSACTION_WAIT_S:.0f} s (a transaction of another producer holds the last "
+                        "stable offset, or the broker does not answer); stop the producer holding it, or wait "
+                        "for the broker to abort it, and start again"
+                    )
             return found
         finally:
             consumer.close()
@@ -241,10 +301,12 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
                 self._producer.begin_transaction()
                 self._in_transaction = True
             produce, topic, partition = self._producer.produce, self.topic, self.partition
-            skip = self._skip
+            # Asked once a batch: outside a replay there is nothing to skip, and
+            # a per-record truth test would cost more than the produce call.
+            skip = self._skip if self._skip else None
             for records in values:
                 for key, value, headers in records:
-                    if skip:
+                    if skip is not None:
                         value = skip.admit(key, value, headers)  # noqa: PLW2901 - the rest of a partly committed count
                         if value is SKIP:
                             continue

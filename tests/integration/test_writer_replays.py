@@ -8,6 +8,8 @@ replays what the first committed, or something close to it.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from confluent_kafka import Producer
 
@@ -138,3 +140,37 @@ def test_the_skip_state_ignores_other_dataflows_and_forgets_what_cannot_be_repla
         if r.headers.get("source_topic") == b"user-login"
     ]
     assert [offset for offset, _value in ours] == [b"0", b"1", b"2", b"3"]
+
+
+def test_the_read_back_waits_for_another_producers_open_transaction(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
+    """Another dataflow on a shared DLQ holds the last stable offset below what this writer committed."""
+    topic = topic_factory(1)
+    first = writer(kafka_brokers, topic, "DLQ_TOPIC")
+    first.write_batch([[reject(0)]])
+    before = first.snapshot()
+    other = Producer({"bootstrap.servers": kafka_brokers, "transactional.id": f"other-dataflow-{topic}"})
+    other.init_transactions(30)
+    other.begin_transaction()
+    key, value, headers = reject(0, source_topic=b"other-input")
+    other.produce(topic, value, key, partition=0, headers=headers)
+    assert other.flush(30) == 0
+    # Our epoch commits while the other transaction is open, then the crash.
+    first.write_batch([[reject(1), reject(2)]])
+    first.snapshot()
+    # The other dataflow's epoch ends a few seconds later, while the replay reads back.
+    ends = threading.Timer(3.0, other.commit_transaction, args=(30,))
+    ends.start()
+    try:
+        replay = writer(kafka_brokers, topic, "DLQ_TOPIC", before)
+    finally:
+        ends.join()
+    replay.write_batch([[reject(1), reject(2), reject(3)]])
+    replay.close()
+    ours = [
+        r.headers["source_offset"]
+        for r in consume_all(kafka_brokers, topic, config={"isolation.level": "read_committed"})
+        if r.headers.get("source_topic") == b"user-login"
+    ]
+    assert ours == [b"0", b"1", b"2", b"3"]

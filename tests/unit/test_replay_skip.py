@@ -1,5 +1,8 @@
 """What a resumed exactly-once writer skips: counts by key, copies by multiplicity, foreign records never."""
 
+import pytest
+
+from operators.kafka.transactional_writer import GuaranteeChangedError, _resume_parts
 from operators.pure.replay_skip import SKIP, ReplaySkip, identity, metric_count, with_count
 
 
@@ -98,3 +101,28 @@ def test_the_remainder_resumes_into_an_equal_skip_state() -> None:
         resumed = ReplaySkip(by_count=by_count, source_topic="in", remainder=skip.remainder())
         assert resumed.remainder() == skip.remainder()
         assert len(resumed) == 2
+
+
+# --- states of older versions and of the other guarantee ----------------------
+
+
+def resumed(state: object, *, by_count: bool, read_back: list[tuple] | None = None) -> ReplaySkip:
+    """What `TransactionalWriter.__init__` builds from a stored state and its read-back."""
+    _offset, remainder, _partitions, legacy = _resume_parts(state)  # type: ignore[arg-type]
+    skip = ReplaySkip(by_count=by_count, source_topic="in", remainder=remainder)
+    skip.add_all(legacy)
+    skip.add_all(read_back or [])
+    return skip
+
+
+def test_an_older_versions_identities_follow_the_count_rules() -> None:
+    # (offset, identities) from before this version, written mid-replay: K:5 committed, not yet replayed.
+    skip = resumed((10, frozenset({identity(*metric("K", 5))})), by_count=True)
+    assert skips(skip, metric("K", 4)), "a count lower than the committed 5 must not be written"
+    dlq = resumed((10, frozenset({identity(*closed_window(2))})), by_count=False, read_back=[closed_window(1)])
+    assert [skips(dlq, closed_window(2)), skips(dlq, closed_window(1))] == [True, True]
+
+
+def test_an_at_least_once_state_resumed_with_exactly_once_names_the_guarantee() -> None:
+    with pytest.raises(GuaranteeChangedError, match="^PROCESSING_GUARANTEE: recovery state was written with at-least"):
+        _resume_parts(("at-least-once", 3))  # type: ignore[arg-type]  # what an at-least-once partition stores

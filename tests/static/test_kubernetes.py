@@ -288,6 +288,7 @@ def test_headless_service_and_the_hostfile_agree_on_names_and_port() -> None:
     assert init_env["SERVICE_NAME"] == svc["metadata"]["name"]
     assert init_env["STATEFULSET_NAME"] == sts["metadata"]["name"]
     assert int(init_env["LOGINFLOW_REPLICAS"]) == sts["spec"]["replicas"]
+    assert int(init_env["RECOVERY_LAYOUT_REPLICAS"]) <= int(init_env["RECOVERY_PARTITIONS"])
     (svc_port,) = svc["spec"]["ports"]
     assert svc_port["port"] == port(dataflow(), "process") == int(init_env["PROCESS_PORT"])
     assert svc_port["targetPort"] == "process"
@@ -387,7 +388,8 @@ def test_init_writes_the_hostfile_from_the_headless_names(tmp_path: Path) -> Non
 
 
 def test_init_gives_each_pod_its_partitions_once(tmp_path: Path) -> None:
-    replicas = statefulset()["spec"]["replicas"]
+    replicas = int(plain_env(init_container())["RECOVERY_LAYOUT_REPLICAS"])
+    assert replicas == statefulset()["spec"]["replicas"]
     count = int(plain_env(init_container())["RECOVERY_PARTITIONS"])
     held = []
     for ordinal in range(replicas):
@@ -413,6 +415,24 @@ def test_init_recovers_from_a_cut_short_creation(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert partitions(volume) == ["part-1.sqlite3", "part-3.sqlite3"]
     assert not (volume / ".new").exists()
+
+
+def test_init_does_not_create_partitions_for_a_pod_added_later(tmp_path: Path) -> None:
+    # Fresh partitions there would duplicate another pod's, which Bytewax does not notice.
+    done = run_init(tmp_path, 2, LOGINFLOW_REPLICAS="3")
+    assert done.returncode == 2
+    assert "loginflow-2 was added after RECOVERY_LAYOUT_REPLICAS=2" in done.stderr
+    assert partitions(tmp_path / "recovery-2") == []
+
+
+def test_init_refuses_a_laid_out_volume_left_without_partitions(tmp_path: Path) -> None:
+    assert run_init(tmp_path, 1).returncode == 0
+    for path in (tmp_path / "recovery-1").glob("part-*"):
+        path.unlink()
+    done = run_init(tmp_path, 1)
+    assert done.returncode == 2
+    assert "holds no recovery partition; move one here first" in done.stderr
+    assert partitions(tmp_path / "recovery-1") == []
 
 
 def test_init_refuses_partitions_it_did_not_lay_out(tmp_path: Path) -> None:

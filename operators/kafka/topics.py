@@ -36,6 +36,30 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
+# librdkafka reports a broker certificate no trusted CA signed as a plain _SSL
+# error and retries it forever, but no retry can fix it: the client's trust
+# store is wrong, which for loginflow is one setting.
+UNTRUSTED_CERTIFICATE = "certificate verify failed"
+CA_HINT = (
+    "the broker's certificate is not signed by a CA this client trusts; "
+    "set KAFKA_PROP_SSL_CA_LOCATION to the PEM file of the CA that signed it"
+)
+
+
+def is_permanent(error: KafkaError) -> bool:
+    """Whether no retry can fix `error`: a permanent code, a fatal error, or an untrusted broker certificate."""
+    if error.code() in PERMANENT_ERRORS or error.fatal():
+        return True
+    return error.code() == KafkaError._SSL and UNTRUSTED_CERTIFICATE in error.str()
+
+
+def explain(error: KafkaError) -> str:
+    """The error's text, with the setting to change when one is to blame."""
+    if error.code() == KafkaError._SSL and UNTRUSTED_CERTIFICATE in error.str():
+        return f"{CA_HINT} ({error.str()})"
+    return str(error.str())
+
+
 class KafkaSetupError(RuntimeError):
     """Kafka cannot be used as configured: unreachable, refused, or a topic is unusable."""
 
@@ -54,7 +78,7 @@ def fetch_metadata(settings: Settings, topic: str | None, setting_name: str) -> 
     fatal: list[KafkaError] = []
 
     def note_fatal(error: KafkaError) -> None:
-        if error.code() in PERMANENT_ERRORS or error.fatal():
+        if is_permanent(error):
             fatal.append(error)
 
     config: dict[str, Any] = {**settings.kafka_config(), **client_reporting(on_error=note_fatal)}
@@ -66,7 +90,7 @@ def fetch_metadata(settings: Settings, topic: str | None, setting_name: str) -> 
         except KafkaException as exc:
             admin.poll(0)  # serve error callbacks
             if fatal or time.monotonic() >= deadline:
-                reason = fatal[0].str() if fatal else str(exc)
+                reason = explain(fatal[0]) if fatal else str(exc)
                 msg = (
                     f"cannot read metadata for {setting_name}={topic!r} "
                     f"from KAFKA_BROKERS={settings.brokers!r}: {reason}"

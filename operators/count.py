@@ -17,7 +17,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from operators.pure.encoding import Pseudonymizer, RecordChunk, encode_metrics, encode_uncounted
+from operators.pure.encoding import RecordChunk, encode_metrics, encode_uncounted
 from operators.pure.partition import PartitionBatch
 from operators.pure.shards import ConfigMismatchError, Decisions, ShardCounter, ShardUpdate
 from operators.pure.slices import SliceSpec
@@ -148,7 +148,7 @@ class SliceCounts:
 def count_slices_in_windows(step_id: str, events: Stream[PartitionBatch], settings: Settings) -> SliceCounts:
     """Count every slice of SLICES in tumbling WINDOW_SECONDS windows, closed by event time."""
     slices, window_seconds, shards = settings.slices, settings.window_seconds, settings.shards_per_slice
-    pseudonymizer = Pseudonymizer(settings.pseudonymize, settings.pseudonymize_key) if settings.pseudonymize else None
+    pseudonymizer = settings.pseudonymizer()
     decisions = settings.decisions()
     updates = op.flat_map("count_by_shard", events, ShardCounter(slices, window_seconds, shards, decisions))
     build_shard = partial(

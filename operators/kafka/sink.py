@@ -42,7 +42,7 @@ from operators.kafka.topics import (
     topic_partition_count,
 )
 from operators.kafka.transactional_writer import (
-    AT_LEAST_ONCE_STATE,
+    AT_LEAST_ONCE,
     EXACTLY_ONCE,
     GuaranteeChangedError,
     LegacyWriterState,
@@ -56,8 +56,7 @@ from operators.pure.murmur2 import partition_for
 from operators.pure.sizes import (
     DEFAULT_TOPIC_MAX_MESSAGE_BYTES,
     PRODUCER_MAX_MESSAGE_BYTES,
-    largest_field_bytes_within,
-    largest_metric_bytes,
+    oversized_metric,
     record_budget,
     record_size,
     truncated,
@@ -75,8 +74,6 @@ AtLeastOnceState = tuple[str, int]
 """("at-least-once", the topic's partition count); None in versions before it was kept."""
 SinkState = WriterState | LegacyWriterState | AtLeastOnceState | None
 """A transactional writer's state, or an at-least-once partition's."""
-
-AT_LEAST_ONCE = AT_LEAST_ONCE_STATE
 
 
 class DeliveryError(RuntimeError):
@@ -131,10 +128,12 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
             return self._partitions
 
     def _check_metric_size(self, limit: int | None) -> None:
-        settings, budget = self.settings, record_budget(self._fit)
-        largest = largest_metric_bytes(settings.slices, settings.max_field_bytes, settings.pseudonymizer())
-        if largest > budget:
-            bound = largest_field_bytes_within(settings.slices, budget, settings.pseudonymizer())
+        settings = self.settings
+        oversized = oversized_metric(
+            settings.slices, settings.max_field_bytes, record_budget(self._fit), settings.pseudonymizer()
+        )
+        if oversized is not None:
+            largest, bound = oversized
             shown = "unknown, taken as the broker default" if limit is None else str(limit)
             msg = (
                 f"MAX_FIELD_BYTES={settings.max_field_bytes} lets a record reach {largest} bytes, more than "
@@ -210,14 +209,17 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], SinkState]):
                     resume_state,  # type: ignore[arg-type]  # the guarantee is fixed across resumes
                     self.batch_bytes,
                 )
-            if isinstance(resume_state, int) or (isinstance(resume_state, tuple) and resume_state[0] != AT_LEAST_ONCE):
-                raise GuaranteeChangedError(EXACTLY_ONCE, AT_LEAST_ONCE)
-            if isinstance(resume_state, tuple):
-                stored = resume_state[1]
-                check_output_partitions(
-                    self.setting_name, self.topic, stored if isinstance(stored, int) else None, partitions
-                )
+            check_output_partitions(self.setting_name, self.topic, _at_least_once_partitions(resume_state), partitions)
             return _FlushAtSnapshot(_shared_producer(self.settings, self.topic, self.batch_bytes), partitions)
+
+
+def _at_least_once_partitions(state: SinkState) -> int | None:
+    """The partition count an at-least-once state holds; None from versions that kept no state."""
+    if state is None:
+        return None
+    if isinstance(state, tuple) and state[0] == AT_LEAST_ONCE and isinstance(state[1], int):
+        return state[1]
+    raise GuaranteeChangedError(EXACTLY_ONCE, AT_LEAST_ONCE)
 
 
 _PRODUCERS: dict[str, "TopicProducer"] = {}

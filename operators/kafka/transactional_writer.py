@@ -58,7 +58,7 @@ from operators.kafka.client import DEFAULT_BATCH_BYTES, client_reporting, produc
 from operators.pure.encoding import KafkaRecord
 from operators.pure.replay_skip import SKIP, Remainder, ReplaySkip
 from operators.runtime.logs import kv
-from operators.runtime.settings import Settings
+from operators.runtime.settings import PROCESSING_GUARANTEES, Settings
 from operators.runtime.shutdown import stop_process
 
 logger = logging.getLogger(__name__)
@@ -80,9 +80,8 @@ frozenset of identities).
 LegacyWriterState = int | tuple[int, frozenset[Any]]
 
 
-AT_LEAST_ONCE_STATE = "at-least-once"
-"""The tag of an at-least-once sink partition's state: ("at-least-once", partition count)."""
-EXACTLY_ONCE = "exactly-once"
+# An at-least-once sink partition's state is (AT_LEAST_ONCE, partition count).
+AT_LEAST_ONCE, EXACTLY_ONCE = PROCESSING_GUARANTEES
 
 
 class GuaranteeChangedError(ValueError):
@@ -142,7 +141,7 @@ def _resume_parts(
     if len(state) == 2:  # noqa: PLR2004 - an older version's (offset, identities), or at-least-once's
         offset, identities = state
         if not isinstance(offset, int):
-            raise GuaranteeChangedError(AT_LEAST_ONCE_STATE, EXACTLY_ONCE)
+            raise GuaranteeChangedError(AT_LEAST_ONCE, EXACTLY_ONCE)
         # Fed through `ReplaySkip.add_committed`, as if read back, so metric and
         # uncounted records follow their own rules.
         return offset, None, None, list(identities)

@@ -106,3 +106,14 @@ def largest_field_bytes_within(
         # A slice of pseudonymized fields only does not grow with the values.
         bounds.append(budget if per_byte == 0 else (budget - empty) // per_byte)
     return max(0, min(bounds))
+
+
+def oversized_metric(
+    slices: Iterable[SliceSpec], max_field_bytes: int, budget: int, pseudonymizer: Pseudonymizer | None = None
+) -> tuple[int, int] | None:
+    """(largest record `max_field_bytes` allows, largest MAX_FIELD_BYTES within `budget`), or None if it fits."""
+    slices = tuple(slices)
+    largest = largest_metric_bytes(slices, max_field_bytes, pseudonymizer)
+    if largest <= budget:
+        return None
+    return largest, largest_field_bytes_within(slices, budget, pseudonymizer)

@@ -17,12 +17,7 @@ from operators.pure.encoding import Pseudonymizer
 from operators.pure.events import DEFAULT_MAX_FIELD_BYTES
 from operators.pure.partition import DEFAULT_MAX_AHEAD_OF_RECORD_SECONDS
 from operators.pure.shards import Decisions
-from operators.pure.sizes import (
-    PRODUCER_MAX_MESSAGE_BYTES,
-    largest_field_bytes_within,
-    largest_metric_bytes,
-    record_budget,
-)
+from operators.pure.sizes import PRODUCER_MAX_MESSAGE_BYTES, oversized_metric, record_budget
 from operators.pure.slices import FIELDS, SliceSpec
 from operators.pure.window_shard import DEFAULT_MAX_WINDOWS
 from operators.runtime.logs import LOG_FORMATS
@@ -264,10 +259,9 @@ def parse_slices(text: str) -> tuple[SliceSpec, ...]:
 def _check_metric_size(settings: Settings) -> None:
     # No topic setting can take a record the producer itself refuses.
     budget = record_budget(PRODUCER_MAX_MESSAGE_BYTES)
-    pseudonymizer = settings.pseudonymizer()
-    largest = largest_metric_bytes(settings.slices, settings.max_field_bytes, pseudonymizer)
-    if largest > budget:
-        bound = largest_field_bytes_within(settings.slices, budget, pseudonymizer)
+    oversized = oversized_metric(settings.slices, settings.max_field_bytes, budget, settings.pseudonymizer())
+    if oversized is not None:
+        largest, bound = oversized
         msg = (
             f"MAX_FIELD_BYTES: {settings.max_field_bytes} lets a login-metrics record reach {largest} bytes, "
             f"more than the {PRODUCER_MAX_MESSAGE_BYTES} a producer sends; with these SLICES it must be "

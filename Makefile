@@ -15,7 +15,8 @@ help:  ## list the targets
 setup: $(STAMP)  ## the venv with every Python package the tests need
 
 # Reinstall only when a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-system.txt
+	scripts/system-packages
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "loginflow needs CPython 3.10-3.12 (Bytewax 0.21.1 wheels); set PYTHON=python3.12")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt

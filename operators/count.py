@@ -55,6 +55,17 @@ def meter(closed: ClosedCounts) -> None:
         COUNTS_FOR_CLOSED_WINDOWS.labels(name).inc(sum(item.count for item in uncounted))
 
 
+def zero_closed_window_counters(slices: Sequence[SliceSpec]) -> None:
+    """Export the counters the window_closed alert watches at 0 before anything happens.
+
+    A series that first appears at 1 has no earlier sample, so `increase()`
+    over it is 0 and the alert would miss the first window_closed of a run.
+    """
+    for spec in slices:
+        COUNTS_FOR_CLOSED_WINDOWS.labels(spec.name)
+        WINDOWS_LET_GO.labels(spec.name)
+
+
 def gauge_state(shard: WindowShard, name: str) -> None:
     """Set the state-size gauges of one shard."""
     OPEN_WINDOWS.labels(name).set(len(shard.windows))
@@ -150,6 +161,7 @@ def count_slices_in_windows(step_id: str, events: Stream[PartitionBatch], settin
     slices, window_seconds, shards = settings.slices, settings.window_seconds, settings.shards_per_slice
     pseudonymizer = settings.pseudonymizer()
     decisions = settings.decisions()
+    zero_closed_window_counters(slices)
     updates = op.flat_map("count_by_shard", events, ShardCounter(slices, window_seconds, shards, decisions))
     build_shard = partial(
         WindowShardLogic,

@@ -58,6 +58,7 @@ from operators.kafka.client import DEFAULT_BATCH_BYTES, client_reporting, produc
 from operators.pure.encoding import KafkaRecord
 from operators.pure.replay_skip import SKIP, Remainder, ReplaySkip
 from operators.runtime.logs import kv
+from operators.runtime.metrics import TRANSACTION_COMMIT_SECONDS
 from operators.runtime.settings import PROCESSING_GUARANTEES, Settings
 from operators.runtime.shutdown import stop_process
 
@@ -322,10 +323,12 @@ class TransactionalWriter(StatefulSinkPartition[list[KafkaRecord], WriterState])
     def snapshot(self) -> WriterState:
         """Commit this epoch's transaction; the state is the end offset and what is still to skip."""
         if self._in_transaction:
+            started = time.perf_counter()
             try:
                 self._producer.commit_transaction(COMMIT_TIMEOUT_S)
             except KafkaException as exc:
                 self._stop("cannot commit", exc)
+            TRANSACTION_COMMIT_SECONDS.observe(time.perf_counter() - started)
             self._in_transaction = False
         try:
             _low, end = self._offsets.get_watermark_offsets(

@@ -8,7 +8,7 @@ Bytewax's own. Every process serves its own share; sum over processes.
 
 import time
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_READ = Counter(
     "loginflow_messages_read_total",
@@ -87,6 +87,14 @@ CLOSING_WATERMARK = Gauge(
 CLOSING_WATERMARK_LAG = Gauge(
     "loginflow_closing_watermark_lag_seconds",
     "Wall time minus the closing watermark, at scrape time: how far behind real time windows close.",
+)
+# No labels, so the series exist from the start (zero counts under
+# at-least-once) and one commit costs one observe, no label lookup.
+TRANSACTION_COMMIT_SECONDS = Histogram(
+    "loginflow_transaction_commit_seconds",
+    "Time one exactly-once writer's commit_transaction took (one per output partition and epoch).",
+    # From a local broker's few milliseconds up to the writer's 60 s commit timeout.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 
 

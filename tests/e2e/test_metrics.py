@@ -1,4 +1,11 @@
-"""Scrape /metrics during a live run: the counters equal the batch answer of devkit.reference."""
+"""Scrape /metrics during a live run: the counters equal the batch answer of devkit.reference.
+
+The same scrape feeds the coverage check of the Grafana dashboards and the
+alert rules (tests/monitoring.py): every metric and label they query must
+be among what the run exported. The run is at-least-once: the commit
+latency histogram has no labels, so it is exported, empty, in every run
+(tests/integration/test_commit_metric.py shows each commit observed).
+"""
 
 import urllib.request
 from collections import Counter
@@ -12,6 +19,7 @@ from devkit.generator.events import GeneratorConfig, generate
 from devkit.records import produce
 from devkit.reference import expected_output, metrics_from_records
 from tests.dataflow_runner import DataflowCluster
+from tests.monitoring import Exported, missing
 from tests.outputs import collect, flow_env, output_topics, read_partitions
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -25,6 +33,14 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def exported(samples: dict) -> Exported:
+    """Sample name -> every label name it was exported with."""
+    found: dict[str, frozenset[str]] = {}
+    for name, labels in samples:
+        found[name] = found.get(name, frozenset()) | {label for label, _ in labels}
+    return found
 
 
 def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
@@ -77,4 +93,9 @@ def test_metrics_endpoint_counts_what_the_run_produced(kafka_brokers: str, topic
     read = by_label(samples, "loginflow_messages_read_total", "partition")
     assert read == {str(p): float(len(values)) for p, values in inputs.items()}
     assert samples[("loginflow_closing_watermark_seconds", ())] > 0
+    # At-least-once commits no transaction, and the histogram is there all the same.
+    assert samples[("loginflow_transaction_commit_seconds_count", ())] == 0
+    # No panel of deploy/grafana/dashboards/ and no rule of deploy/prometheus/alerts.yml reads a
+    # metric or label this run did not export.
+    assert missing(exported(samples)) == []
     assert len(out["metrics"]) == len(expected.metrics)

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-PROMETHEUS_FILE = ROOT / "deploy" / "prometheus.yml"
+PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 RUN_DATAFLOW = ROOT / "scripts" / "run-dataflow"
 INIT_RECOVERY = ROOT / "scripts" / "init-recovery"
 
@@ -58,7 +58,7 @@ DATAFLOW_SERVICES = tuple(
 )
 APP_SERVICES = ("recovery-init", "generator", *DATAFLOW_SERVICES)
 ONE_SHOT_SERVICES = ("topic-init", "recovery-init")
-ALL_SERVICES = ("kafka", *ONE_SHOT_SERVICES, "generator", "dataflow-0", "dataflow-1", "prometheus")
+ALL_SERVICES = ("kafka", *ONE_SHOT_SERVICES, "generator", "dataflow-0", "dataflow-1", "prometheus", "grafana")
 
 # Bytewax reads these at run time in its native extension (the dataflow API
 # and its /metrics endpoint); `bytewax.run --help` does not list them. The test
@@ -348,6 +348,13 @@ def test_compose_file_parses_and_has_every_service() -> None:
         assert service(name).get("restart") == "no", name
 
 
+def test_every_bind_mount_is_a_path_in_the_repo() -> None:
+    for name in compose()["services"]:
+        for source in volume_mounts(name).values():
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts {source!r}, which does not exist"
+
+
 def test_named_volumes_are_declared() -> None:
     declared = set(compose().get("volumes") or {})
     for name in compose()["services"]:
@@ -556,7 +563,8 @@ def test_each_dataflow_process_publishes_its_metrics_port() -> None:
 def test_prometheus_scrapes_both_dataflow_processes() -> None:
     prom = service("prometheus")
     assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prom["image"]), prom["image"]
-    assert volume_mounts("prometheus")["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus.yml"
+    mounts = volume_mounts("prometheus")
+    assert mounts["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/prometheus.yml"
     assert ("127.0.0.1", 9090, 9090) in published_ports("prometheus")
     config = yaml.safe_load(PROMETHEUS_FILE.read_text(encoding="utf-8"))
     targets = set()
@@ -569,6 +577,10 @@ def test_prometheus_scrapes_both_dataflow_processes() -> None:
         port = container_env(name).get("BYTEWAX_DATAFLOW_API_PORT", BYTEWAX_API_DEFAULT_PORT)
         expected.add(f"{name}:{port}")
     assert targets == expected
+    # rule_files are relative to the config file, in the container as here.
+    for rule_file in config["rule_files"]:
+        container_path = PurePosixPath("/etc/prometheus") / rule_file
+        assert mounts[str(container_path)] == f"./deploy/prometheus/{rule_file}", rule_file
 
 
 # =========================================================================== Dockerfile

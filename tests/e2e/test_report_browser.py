@@ -157,6 +157,12 @@ def test_report_page_shows_the_reference_answer_in_chromium(kafka_brokers: str, 
             assert charts.count() == 8
             assert page.locator(".js-plotly-plot g.trace").count() >= 8  # drawn traces, not empty axes
 
+            # Each chart comes to fit its box: none stays wider than its column (and clipped there).
+            page.wait_for_function(
+                "[...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg')"
+                ".getBoundingClientRect().width <= p.parentElement.getBoundingClientRect().width + 1)"
+            )
+
             top = reference_top(expected.metrics, TOP)
             shown_slices = page.eval_on_selector_all("table.top-keys", "ts => ts.map(t => t.dataset.slice)")
             assert sorted(shown_slices) == sorted(top)

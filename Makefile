@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-unit test-e2e fuzz chaos lint fmt kafka-up kafka-down kafka-status clean
+.PHONY: help setup demo report test test-unit test-e2e fuzz chaos lint fmt kafka-up kafka-down kafka-status clean
 
 # `make help` lists every target that has a `## ` description on its rule line.
 help:  ## list the targets
@@ -15,7 +15,7 @@ help:  ## list the targets
 setup: $(STAMP)  ## the venv with every Python package the tests need
 
 # Reinstall only when a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt requirements-system.txt
+$(STAMP): requirements.txt requirements-report.txt requirements-dev.txt requirements-system.txt
 	scripts/system-packages
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "loginflow needs CPython 3.10-3.12 (Bytewax 0.21.1 wheels); set PYTHON=python3.12")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-system.txt
 
 demo: setup  ## broker, generator, the dataflow as 2 processes, a live view
 	$(PY) -m devkit.demo
+
+# The results page of whatever cluster the dataflow's settings (KAFKA_BROKERS,
+# KAFKA_PROP_*, the topics) point at; REPORT_FLAGS adds options, e.g.
+# REPORT_FLAGS="--from 2024-03-01T00:00:00Z --top 20" (python -m report --help).
+REPORT_FLAGS ?=
+report: setup  ## the results report: login-metrics, DLQ and late topic as one offline HTML page
+	$(PY) -m report --output .cache/report/report.html $(REPORT_FLAGS)
 
 test: setup  ## every test suite, against a real local broker
 	$(PY) -m pytest

@@ -3,9 +3,10 @@
 Starts the local broker (unless KAFKA_BROKERS already answers), creates the
 topics, runs the dataflow as two Bytewax processes and the event generator in
 realtime mode, and shows the latest closed window of every slice until Ctrl-C
-or DEMO_SECONDS. Everything it started is stopped on the way out, whatever
-the reason: children run in their own sessions and are signalled by process
-group, from a `finally`.
+or DEMO_SECONDS, then writes the results report of the run's windows
+(`.cache/demo/report.html`, see `report`) and prints its path. Everything it
+started is stopped on the way out, whatever the reason: children run in their
+own sessions and are signalled by process group, from a `finally`.
 
 Environment (besides the dataflow's own settings, passed through):
     DEMO_SECONDS      stop this many seconds after the generator starts
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -34,16 +36,20 @@ from devkit.demo_monitor import Monitor, ensure_topics
 from devkit.demo_view import CLEAR_HOME, DemoStats, RecentLog, render_screen, render_status, render_summary
 from devkit.processes import Children, Interrupted, StopSignals, killpg
 from operators.runtime.settings import ConfigError, Settings
+from report.cli import parse_args, write_report
+from report.read import ReadError
 
 log = logging.getLogger("demo")
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO / ".cache" / "demo"
+REPORT = LOG_DIR / "report.html"
 PARTITIONS = 3
 PROCESSES = 2
 REFRESH = 1.0  # seconds between frames of the live view
 STATUS_EVERY = 5.0  # seconds between status lines when stdout is not a terminal
 READY_TIMEOUT = 60.0  # seconds to wait for the dataflow to open its partitions
+LATE_BY = 60.0  # seconds the generator's late events lag behind
 
 # Demo-sized event time. With the production defaults (60 s windows, 10 s of
 # allowed lateness) the first window could need up to 70 s to close, more than
@@ -192,6 +198,7 @@ class Demo:
         self.problem = ""
         self.ran = 0.0  # seconds the generator and dataflow ran side by side
         self.watched = False  # whether it got that far: else there is nothing to sum up
+        self.report: Path | None = None
 
     def run(self) -> int:
         """The whole run; returns the exit status."""
@@ -249,7 +256,7 @@ class Demo:
                 "--late-fraction",
                 "0.01",
                 "--late-by",
-                "60",
+                f"{LATE_BY:g}",
                 "--partitions",
                 str(partitions),
                 "--topic",
@@ -329,8 +336,23 @@ class Demo:
                     log.warning("could not read the last records: %s", exc)
                 finally:
                     self.monitor.consumer.close()
+                # The results page needs the broker, which is stopped next.
+                self._write_report()
         finally:
             self.broker.stop()
+
+    def _write_report(self) -> None:
+        if not self.watched:
+            return
+        window = self.settings.window_seconds
+        # The windows of this run only (the demo's topics keep earlier demos'
+        # records), from LATE_BY before its start, where its late events fall.
+        first = datetime.fromtimestamp((self.stats.started - LATE_BY) // window * window, tz=timezone.utc)
+        args = parse_args(["--from", first.isoformat(), "--output", str(REPORT)], self.settings)
+        try:
+            self.report = write_report(self.settings, args)
+        except (ReadError, KafkaException, OSError) as exc:
+            log.warning("could not write the report: %s", exc)
 
     def _verdict(self) -> int:
         try:
@@ -339,6 +361,8 @@ class Demo:
                 sys.stdout.write(self._frame(self.stats.started + self.ran, final=True).removeprefix(CLEAR_HOME))
             if self.watched:
                 print(render_summary(self.stats, self.ran), flush=True)
+            if self.report is not None:
+                print(f"  report: {self.report}", flush=True)
         except OSError:
             pass  # the terminal went away (SIGHUP); the verdict still decides the exit status
         if self.problem:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("dataflow.py", "operators", "devkit", "bench", "scripts")
+SHIPPED = ("dataflow.py", "operators", "devkit", "report", "bench", "scripts")
 
 
 def python_files(*places: str) -> list[Path]:
@@ -58,6 +58,15 @@ def test_product_code_imports_neither_the_dev_kit_nor_the_benchmarks() -> None:
     for path in python_files("operators", "dataflow.py"):
         for module in imported_modules(path):
             assert module.split(".")[0] not in ("devkit", "bench"), f"{path.relative_to(ROOT)} imports {module}"
-    for path in python_files("devkit"):
+    for path in python_files("devkit", "report"):
         for module in imported_modules(path):
             assert module.split(".")[0] != "bench", f"{path.relative_to(ROOT)} imports {module}"
+
+
+def test_the_report_reads_what_the_dataflow_wrote_without_importing_its_topology_or_io() -> None:
+    # A tool beside the dataflow: its settings, its pure code, no dataflow steps or Kafka writers.
+    allowed = ("operators.pure", "operators.runtime.settings", "operators.runtime.logs", "operators.runtime.shutdown")
+    for path in python_files("report"):
+        for module in imported_modules(path):
+            if module.split(".")[0] in ("operators", "dataflow"):
+                assert module.startswith(allowed), f"{path.relative_to(ROOT)} imports {module}"

@@ -50,7 +50,11 @@ def _without_eof(messages: list[Message]) -> list[Message]:
     # loginflow's reader asks for partition EOF events; they carry no message.
     if not any(map(Message.error, messages)):
         return messages
-    return [m for m in messages if m.error() is None or m.error().code() != KafkaError._PARTITION_EOF]  # noqa: SLF001
+    return [m for m in messages if not _is_eof(m.error())]
+
+
+def _is_eof(error: KafkaError | None) -> bool:
+    return error is not None and error.code() == KafkaError._PARTITION_EOF  # noqa: SLF001
 
 
 def per_partition_batches(
@@ -66,8 +70,8 @@ def per_partition_batches(
                 continue
             got = True
             yield messages
-            last = messages[-1]
-            if last.error() is None and last.offset() + 1 >= ends[partition]:
+            offset = messages[-1].offset()
+            if offset is not None and offset + 1 >= ends[partition]:
                 del remaining[partition]
         if not got:
             time.sleep(IDLE_WAIT_S)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from bench import setup_jvm
+from bench.dataset import TRAILER_GAP_S
 from bench.setup_venvs import QUIX_VENV, python_of
 from devkit.broker import free_ports
 
@@ -36,6 +38,8 @@ class Contender:
     module: str = ""
     extra_args: tuple[str, ...] = ()
     quix: bool = False
+    # A JVM peer: its Maven module under bench/peers/ (built by bench.setup_jvm); `module` is its main class.
+    jvm: str = ""
     # loginflow only: PROCESSING_GUARANTEE, and bytewax.run -s (0: its default epoch of 10 s).
     guarantee: str = "at-least-once"
     epoch_s: int = 0
@@ -44,6 +48,8 @@ class Contender:
         """Why this contender cannot run here, or None."""
         if self.quix and not python_of(QUIX_VENV).exists():
             return f"no Quix venv at {QUIX_VENV} (pip install of bench/requirements-quix.txt failed?)"
+        if self.jvm and not setup_jvm.jar(self.jvm).exists():
+            return f"no {setup_jvm.jar(self.jvm)} (python3 -m bench.setup_jvm: Java 17+ and Maven needed)"
         return None
 
 
@@ -60,6 +66,14 @@ CEILING_ORJSON = Contender(
     Kind.CEILING,
     module="bench.peers.ceiling",
     extra_args=("--parse", "orjson"),
+)
+# The fair yardstick: loginflow's own consumer settings and one consumer per partition.
+CEILING_LOGINFLOW = Contender(
+    "ceiling-loginflow",
+    "consume ceiling, loginflow's consumers + orjson.loads",
+    Kind.CEILING,
+    module="bench.peers.ceiling",
+    extra_args=("--parse", "orjson", "--consumer", "loginflow"),
 )
 
 
@@ -83,12 +97,38 @@ BYTEWAX_NAIVE = Contender(
     "bytewax-naive", "Bytewax fold_window per key (naive)", Kind.PEER, module="bench.peers.bytewax_naive"
 )
 
+
+def flink(parallelism: int) -> Contender:
+    """The Flink peer in a local MiniCluster at `parallelism`."""
+    return Contender(
+        f"flink-p{parallelism}",
+        f"Apache Flink 2.2 DataStream, parallelism {parallelism}",
+        Kind.PEER,
+        module="loginflow.bench.flink.FlinkPeer",
+        jvm="flink",
+        extra_args=("--parallelism", str(parallelism)),
+    )
+
+
+def kstreams(threads: int) -> Contender:
+    """The Kafka Streams peer with `threads` stream threads."""
+    return Contender(
+        f"kstreams-t{threads}",
+        f"Kafka Streams 4.4, {threads} stream thread{'s' if threads > 1 else ''}",
+        Kind.PEER,
+        module="loginflow.bench.kstreams.KStreamsPeer",
+        jvm="kstreams",
+        extra_args=("--threads", str(threads)),
+    )
+
+
+# The table BENCHMARKS.md leads with: loginflow and the JVM frameworks against the fair ceiling.
+PEERS = (CEILING_LOGINFLOW, loginflow(1, 1), loginflow(2, 1), flink(1), flink(2), kstreams(1), kstreams(2))
 # Measured on the full input (BENCH_EVENTS).
 MAIN = (
     CEILING_RAW,
     CEILING_ORJSON,
-    loginflow(1, 1),
-    loginflow(2, 1),
+    *PEERS,
     PANDAS,
     # What exactly-once output costs: a transaction per output partition per epoch.
     loginflow(1, 1, "exactly-once", 1),
@@ -133,14 +173,15 @@ def launch(contender: Contender, spec: RunSpec) -> Launch:
     """The processes to start for `contender`."""
     if contender.kind is Kind.LOGINFLOW:
         return _loginflow_launch(contender, spec)
-    python = str(python_of(QUIX_VENV)) if contender.quix else sys.executable
     results = spec.run_dir / "results.json"
     # Quix calls allowed lateness "grace"; it may be set apart to try other values.
     lateness = spec.quix_grace_s if contender.quix else spec.lateness_s
+    if contender.jvm:
+        program = jvm_command(contender.jvm, contender.module)
+    else:
+        program = [str(python_of(QUIX_VENV)) if contender.quix else sys.executable, "-m", contender.module]
     command = [
-        python,
-        "-m",
-        contender.module,
+        *program,
         "--brokers",
         spec.brokers,
         "--input-topic",
@@ -159,7 +200,56 @@ def launch(contender: Contender, spec: RunSpec) -> Launch:
     ]
     if contender.quix:
         command += ["--state-dir", str(spec.run_dir / "quix-state"), "--idle-timeout", str(spec.quix_idle_s)]
+    if contender.jvm == "kstreams":
+        command += [
+            "--state-dir",
+            str(spec.run_dir / "kstreams-state"),
+            "--grace",
+            str(kstreams_grace_s(spec.window_s)),
+        ]
     return Launch([command], results=results)
+
+
+# Flink serializes through reflection into the JDK's own classes; its launch
+# scripts open these packages on Java 17 too.
+_JVM_OPENS = (
+    "java.base/java.lang",
+    "java.base/java.lang.reflect",
+    "java.base/java.io",
+    "java.base/java.net",
+    "java.base/java.nio",
+    "java.base/sun.nio.ch",
+    "java.base/java.text",
+    "java.base/java.time",
+    "java.base/java.util",
+    "java.base/java.util.concurrent",
+    "java.base/java.util.concurrent.atomic",
+    "java.base/java.util.concurrent.locks",
+)
+JVM_HEAP = "-Xmx2g"
+
+
+def jvm_command(module: str, main_class: str) -> list[str]:
+    """`java` with the peer's class path, a bounded heap and quiet logging, running `main_class`."""
+    opens = [f"--add-opens={package}=ALL-UNNAMED" for package in _JVM_OPENS]
+    return [
+        "java",
+        JVM_HEAP,
+        *opens,
+        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+        "-cp",
+        setup_jvm.classpath(module),
+        main_class,
+    ]
+
+
+def kstreams_grace_s(window_s: int) -> int:
+    """The Kafka Streams windows' grace: the most with which the input's trailer still closes every generated window.
+
+    Lateness is decided before the repartition, so the grace only has to
+    cover how far apart in event time the input partitions are read.
+    """
+    return TRAILER_GAP_S - 2 * window_s
 
 
 def profile_path(run_dir: Path, index: int) -> Path:

@@ -149,8 +149,9 @@ def run_once(
             result.notes.append("profiled with py-spy: timings perturbed")
     finally:
         runner.kill_all()
-        # Logs stay for inspection; RocksDB state (Quix) grows with the input.
-        shutil.rmtree(run_dir / "quix-state", ignore_errors=True)
+        # Logs stay for inspection; state directories (Quix RocksDB, Kafka Streams) go.
+        for state in ("quix-state", "kstreams-state"):
+            shutil.rmtree(run_dir / state, ignore_errors=True)
         leftovers = set(list_topics(broker.bootstrap)) - topics_before
         delete_topics(broker.bootstrap, leftovers - {dataset.topic}, timeout=kafka_io.ADMIN_TIMEOUT_S)
     return result

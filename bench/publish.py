@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import chart, latency, results_file
-from bench.contenders import ALL, CEILING_ORJSON, Kind, loginflow
-from bench.report import Summary, fmt, main_table, scaling_table
+from bench.contenders import ALL, CEILING_LOGINFLOW, CEILING_ORJSON, PEERS, Kind, loginflow
+from bench.report import Summary, cpu_us_per_event, fmt, main_table, peers_table, scaling_table
 from bench.results_file import REPO, Results, ceiling, find, started
 
 BEGIN = "<!-- bench:results:begin -->"
@@ -315,12 +315,38 @@ def memory_section(memory: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+def frameworks(results: Results) -> str:
+    """The lead table: loginflow, Flink and Kafka Streams against the fair ceiling, CPU per event first."""
+    keys = {c.key for c in PEERS}
+    rows = [s for s in results.main if s.key in keys]
+    if not any(s.key not in (CEILING_LOGINFLOW.key, ONE_BY_ONE.key, TWO_BY_ONE.key) for s in rows):
+        return "### Against the stream processors\n\nFlink and Kafka Streams: not in this run."
+    lines = [
+        f"### Against the stream processors: {rows[0].messages:,} messages, {rows[0].partitions} partitions",
+        "",
+        f"The yardstick is {CEILING_LOGINFLOW.label}: loginflow's own consumer settings, one consumer per "
+        "partition. The headline is CPU per event (every process of the contender, start-up included) ÷ the "
+        "ceiling's; the broker's own CPU per event is beside it. Wall-time rates move with the shared "
+        "machine's load: compare them within one run only.",
+        "",
+        peers_table(rows),
+    ]
+    roof = find(rows, CEILING_LOGINFLOW.key)
+    roof_cpu = cpu_us_per_event(roof.cpu_s, roof.messages) if roof else None
+    for s in rows:
+        cpu = cpu_us_per_event(s.cpu_s, s.messages)
+        if s is not roof and cpu is not None and roof_cpu:
+            lines.append(f"- {s.label}: **{cpu / roof_cpu:.2f}×** the ceiling's CPU per event ({s.verdict}).")
+    return "\n".join(lines)
+
+
 def render(results: Results, chart_ref: str) -> str:
     """The whole generated section, without its markers."""
     return "\n\n".join(
         [
             header(results),
             "## Results",
+            frameworks(results),
             f"![events/s per contender, and latency and memory when measured]({chart_ref})",
             targets(results),
             tables(results),

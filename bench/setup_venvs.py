@@ -14,7 +14,8 @@ loginflow's pinned confluent-kafka 2.16.1:
 
 A venv is rebuilt only when its requirement files (or the interpreter) change.
 A failed Quix install is reported and tolerated: the harness then marks that
-peer as unavailable instead of stopping the whole benchmark.
+peer as unavailable instead of stopping the whole benchmark. The JVM peers
+(Flink, Kafka Streams) are built last by `bench.setup_jvm`, tolerated the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench import setup_jvm
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_VENV = REPO / ".cache" / "bench" / "venv"
@@ -102,6 +105,7 @@ def main() -> int:
     for spec in SPECS:
         if not ensure(spec) and spec.required:
             return 1
+    setup_jvm.ensure()
     return 0
 
 

@@ -1,0 +1,236 @@
+package loginflow.bench.kstreams;
+
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.UUID;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.stream.Collectors;
+import loginflow.bench.Contract;
+import loginflow.bench.LoginEvent;
+import loginflow.bench.MetricRecords;
+import loginflow.bench.PartitionFront;
+import loginflow.bench.PeerArgs;
+import loginflow.bench.Slices;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.Metric;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.streams.KafkaStreams;
+import org.apache.kafka.streams.KeyValue;
+import org.apache.kafka.streams.StreamsBuilder;
+import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse;
+import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.Materialized;
+import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.Suppressed;
+import org.apache.kafka.streams.kstream.Suppressed.BufferConfig;
+import org.apache.kafka.streams.kstream.TimeWindows;
+import org.apache.kafka.streams.processor.api.Processor;
+import org.apache.kafka.streams.processor.api.ProcessorContext;
+import org.apache.kafka.streams.processor.api.Record;
+import org.apache.kafka.streams.state.Stores;
+
+/**
+ * loginflow's job in Kafka Streams.
+ *
+ * <p>A processor applies the input contract and loginflow's lateness rule to each input
+ * partition (a task of the first sub-topology reads exactly one, in offset order) and turns each
+ * on-time event into one record per slice, keyed by its slice key and stamped with its event
+ * time. Grouping by that key is the one repartition. Behind it, a task's stream time is the
+ * largest event time of any input partition, so a grace there would drop on-time events of a
+ * partition that is read behind the others: lateness is decided before the repartition, and the
+ * windows' grace only has to cover that read skew (--grace, the harness passes the most that its
+ * input's trailer still closes). A windowed count in an in-memory store with a record cache feeds
+ * a suppression that emits each window once, when it closes (no changelogs: like the other
+ * peers, nothing is recovered).
+ *
+ * <p>Kafka Streams never ends by itself; the run stops once the application's committed offsets
+ * reach the end of the input and of the repartition topic (a commit follows the flush of
+ * everything those records produced).
+ */
+public final class KStreamsPeer {
+    private static final byte[] ONE = new byte[0];
+    private static final String REPARTITION = "slice-keys";
+    private static final AtomicLong CONSUMED = new AtomicLong();
+    private static final AtomicLong REJECTED = new AtomicLong();
+    private static final AtomicLong LATE = new AtomicLong();
+    private static final AtomicLong EMITTED = new AtomicLong();
+    private static final AtomicLong FIRST_MESSAGE_MS = new AtomicLong();
+
+    private KStreamsPeer() {}
+
+    /** One task's input partition: rejects and late events stop here, on-time ones go on per slice. */
+    static final class LatenessRule implements Processor<byte[], byte[], String, byte[]> {
+        private final Slices slices;
+        private final PartitionFront front;
+        private ProcessorContext<String, byte[]> context;
+
+        LatenessRule(Slices slices, long windowMillis, long latenessMillis) {
+            this.slices = slices;
+            this.front = new PartitionFront(windowMillis, latenessMillis);
+        }
+
+        @Override
+        public void init(ProcessorContext<String, byte[]> context) {
+            this.context = context;
+        }
+
+        @Override
+        public void process(Record<byte[], byte[]> record) {
+            FIRST_MESSAGE_MS.compareAndSet(0, System.currentTimeMillis());
+            CONSUMED.incrementAndGet();
+            LoginEvent event = Contract.parse(record.value());
+            if (event == null) {
+                REJECTED.incrementAndGet();
+                return;
+            }
+            if (front.late(event)) {
+                LATE.incrementAndGet();
+                return;
+            }
+            for (int slice = 0; slice < slices.size(); slice++) {
+                context.forward(new Record<>(slices.key(slice, event), ONE, event.windowMillis()));
+            }
+        }
+    }
+
+    public static void main(String[] argv) throws Exception {
+        PeerArgs args = PeerArgs.parse(argv);
+        Slices slices = Slices.parse(args.slicesText);
+        MetricRecords records = new MetricRecords(slices, args.windowMillis);
+        int threads = Integer.parseInt(args.option("threads", "1"));
+        Duration window = Duration.ofMillis(args.windowMillis);
+        Duration grace = Duration.ofSeconds(Long.parseLong(args.option("grace", "3480")));
+        String appId = "bench-kstreams-" + UUID.randomUUID();
+
+        StreamsBuilder builder = new StreamsBuilder();
+        builder.stream(args.inputTopic, Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()))
+                .process(() -> new LatenessRule(slices, args.windowMillis, args.latenessMillis))
+                .groupByKey(Grouped.with(REPARTITION, Serdes.String(), Serdes.ByteArray()))
+                .windowedBy(TimeWindows.ofSizeAndGrace(window, grace))
+                .count(Materialized.<String, Long>as(
+                                Stores.inMemoryWindowStore("counts", window.plus(grace), window, false))
+                        .withKeySerde(Serdes.String())
+                        .withValueSerde(Serdes.Long())
+                        .withCachingEnabled()
+                        .withLoggingDisabled())
+                .suppress(Suppressed.untilWindowCloses(BufferConfig.unbounded().withLoggingDisabled()))
+                .toStream()
+                .filter((key, count) -> slices.emitted(key.key(), count))
+                .map((key, count) -> {
+                    EMITTED.incrementAndGet();
+                    long start = key.window().start();
+                    return KeyValue.pair(records.key(start, key.key()), records.value(start, key.key(), count));
+                })
+                .to(args.outputTopic, Produced.with(Serdes.ByteArray(), Serdes.ByteArray()));
+
+        Properties props = new Properties();
+        props.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
+        props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args.brokers);
+        props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, threads);
+        props.put(StreamsConfig.STATE_DIR_CONFIG, args.option("state-dir", "/tmp/kafka-streams"));
+        // Flushes the record cache and commits once a second: fewer updates reach the
+        // suppression than with a shorter interval, and the stop condition sees the end soon.
+        props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
+        props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 64L * 1024 * 1024);
+        props.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
+        // The producer settings loginflow's sink uses (bench/peers/common.py output_producer).
+        props.put(StreamsConfig.producerPrefix(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG), true);
+        props.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
+        props.put(StreamsConfig.producerPrefix(ProducerConfig.COMPRESSION_TYPE_CONFIG), "lz4");
+
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        KafkaStreams streams = new KafkaStreams(builder.build(), props);
+        streams.setUncaughtExceptionHandler(error -> {
+            failure.compareAndSet(null, error);
+            return StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
+        });
+        double dropped;
+        try (Admin admin = Admin.create(Map.of("bootstrap.servers", args.brokers))) {
+            Map<TopicPartition, Long> inputEnds = endOffsets(admin, args.inputTopic);
+            streams.start();
+            waitForEnd(admin, appId, inputEnds, appId + "-" + REPARTITION + "-repartition", failure);
+            dropped = droppedRecords(streams);
+        } finally {
+            streams.close(Duration.ofSeconds(30));
+        }
+        double lastOutput = PeerArgs.now();
+        Map<String, Object> counters = new LinkedHashMap<>();
+        counters.put("consumed", CONSUMED.get());
+        counters.put("rejected", REJECTED.get());
+        counters.put("late_dropped", LATE.get());
+        counters.put("emitted", EMITTED.get());
+        counters.put("window_dropped", dropped);
+        counters.put("threads", threads);
+        args.writeResults(FIRST_MESSAGE_MS.get() / 1000.0, lastOutput, counters);
+    }
+
+    private static void waitForEnd(
+            Admin admin,
+            String appId,
+            Map<TopicPartition, Long> inputEnds,
+            String repartition,
+            AtomicReference<Throwable> failure)
+            throws InterruptedException, ExecutionException {
+        while (true) {
+            if (failure.get() != null) {
+                throw new IllegalStateException("a stream thread failed", failure.get());
+            }
+            Thread.sleep(100);
+            Map<TopicPartition, OffsetAndMetadata> committed =
+                    admin.listConsumerGroupOffsets(appId).partitionsToOffsetAndMetadata().get();
+            if (!reached(committed, inputEnds)) {
+                continue;
+            }
+            // Read after the input's offsets were seen committed: the repartition topic is complete.
+            if (reached(committed, endOffsets(admin, repartition))) {
+                return;
+            }
+        }
+    }
+
+    private static boolean reached(Map<TopicPartition, OffsetAndMetadata> committed, Map<TopicPartition, Long> ends) {
+        return ends.entrySet().stream().allMatch(end -> {
+            OffsetAndMetadata offset = committed.get(end.getKey());
+            return end.getValue() == 0 || (offset != null && offset.offset() >= end.getValue());
+        });
+    }
+
+    private static Map<TopicPartition, Long> endOffsets(Admin admin, String topic)
+            throws InterruptedException, ExecutionException {
+        int partitions = admin.describeTopics(List.of(topic))
+                .allTopicNames()
+                .get()
+                .get(topic)
+                .partitions()
+                .size();
+        Map<TopicPartition, OffsetSpec> latest = new LinkedHashMap<>();
+        for (int p = 0; p < partitions; p++) {
+            latest.put(new TopicPartition(topic, p), OffsetSpec.latest());
+        }
+        return admin.listOffsets(latest).all().get().entrySet().stream()
+                .collect(Collectors.toMap(Map.Entry::getKey, e -> e.getValue().offset()));
+    }
+
+    /** Records Kafka Streams dropped (expired windows among them), summed over its tasks. */
+    private static double droppedRecords(KafkaStreams streams) {
+        double dropped = 0;
+        for (Metric metric : streams.metrics().values()) {
+            if (metric.metricName().name().equals("dropped-records-total")
+                    && metric.metricValue() instanceof Double value) {
+                dropped += value;
+            }
+        }
+        return dropped;
+    }
+}

@@ -1,0 +1,75 @@
+"""The benchmark's pure helpers for the JVM peers, the fair ceiling and the lead table."""
+
+import math
+from pathlib import Path
+
+from bench import setup_jvm
+from bench.contenders import CEILING_LOGINFLOW, PEERS, RunSpec, flink, kstreams, kstreams_grace_s, launch, loginflow
+from bench.dataset import DatasetSpec, trailer_time
+from bench.harness import RunResult
+from bench.peers.ceiling import loginflow_consumer_config
+from bench.report import Summary, cpu_us_per_event, peers_table, summarize
+from devkit.generator.events import DEFAULT_START
+from operators.kafka.client import reader_config
+from operators.runtime.settings import Settings
+
+
+def _summary(key: str, cpu_s: float, broker_cpu_s: float, messages: int = 1000) -> Summary:
+    return Summary(key, key, 3, messages, 1, 100.0, 1.0, 1.0, 100.0, cpu_s, None, 0, 0, "PASS", (), broker_cpu_s)
+
+
+def test_the_lead_table_divides_cpu_per_event_by_the_fair_ceilings() -> None:
+    roof = _summary(CEILING_LOGINFLOW.key, cpu_s=0.002, broker_cpu_s=0.001)
+    peer = _summary(flink(1).key, cpu_s=0.010, broker_cpu_s=0.004)
+    ratio = cpu_us_per_event(peer.cpu_s, peer.messages) / cpu_us_per_event(roof.cpu_s, roof.messages)  # type: ignore[operator]
+    row = next(line for line in peers_table([peer, roof]).splitlines() if line.startswith(f"| {peer.label} "))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == f"{cpu_us_per_event(peer.cpu_s, peer.messages):.1f}"
+    assert cells[2] == f"{ratio:.2f}"
+    assert cells[3] == f"{cpu_us_per_event(peer.broker_cpu_s, peer.messages):.1f}"
+
+
+def test_the_lead_table_lists_the_peers_in_their_order_and_nothing_else() -> None:
+    rows = [_summary(c.key, 1.0, 1.0) for c in reversed(PEERS)] + [_summary("pandas-batches", 1.0, 1.0)]
+    listed = [line.split("|")[1].strip() for line in peers_table(rows).splitlines()[2:]]
+    assert listed == [c.key for c in PEERS]
+
+
+def test_a_summary_keeps_the_median_broker_cpu_of_its_runs() -> None:
+    runs = [RunResult("x", i, "t", 3, ok=True, broker_cpu_s=value) for i, value in enumerate((3.0, 1.0, 2.0))]
+    assert summarize(loginflow(1, 1), 3, runs).broker_cpu_s == 2.0
+
+
+def test_the_fair_ceiling_reads_with_loginflows_consumer_settings() -> None:
+    env = {"KAFKA_PROP_CLIENT_ID": "bench"}
+    settings = Settings.from_env({"KAFKA_BROKERS": "127.0.0.1:1", **env})
+    loginflow_config = {k: v for k, v in reader_config(settings, lambda _e: None).items() if not callable(v)}
+    loginflow_config.pop("logger")
+    ceiling = loginflow_consumer_config("127.0.0.1:1", env)
+    assert {k: v for k, v in ceiling.items() if k != "log_level"} == loginflow_config
+
+
+def test_the_kstreams_grace_lets_the_trailer_close_every_generated_window() -> None:
+    for window_s in (1, 60, 300):
+        spec = DatasetSpec(events=1000)
+        last_window_end = math.floor((DEFAULT_START + spec.span_s) / window_s) * window_s + window_s
+        assert last_window_end + kstreams_grace_s(window_s) <= trailer_time(spec)
+
+
+def test_a_jvm_peer_runs_its_main_class_from_its_built_jar_with_the_shared_arguments(tmp_path: Path) -> None:
+    spec = RunSpec("b:1", "in", {"metrics": "out"}, tmp_path, 60, 10.0, "user_id+ip:2", 5.0, 10.0)
+    command = launch(kstreams(2), spec).commands[0]
+    assert command[0] == "java"
+    assert command[command.index("-cp") + 1] == setup_jvm.classpath("kstreams")
+    assert command[command.index("-cp") + 2] == kstreams(2).module
+    for flag, value in (("--output-topic", "out"), ("--threads", "2"), ("--grace", str(kstreams_grace_s(60)))):
+        assert command[command.index(flag) + 1] == value
+
+
+def test_the_jvm_build_is_redone_when_a_source_changes(tmp_path: Path) -> None:
+    source = tmp_path / "A.java"
+    source.write_text("class A {}")
+    before = setup_jvm.digest([source], tmp_path)
+    source.write_text("class A { int x; }")
+    assert setup_jvm.digest([source], tmp_path) != before
+    assert set(setup_jvm.source_files()) >= {setup_jvm.POM, *setup_jvm.SOURCES.glob("*/src/main/java/**/*.java")}

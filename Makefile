@@ -30,6 +30,8 @@ demo: setup  ## broker, generator, the dataflow as 2 processes, a live view
 # REPORT_FLAGS="--from 2024-03-01T00:00:00Z --top 20" (python -m report --help).
 REPORT_FLAGS ?=
 report: setup  ## the results report: login-metrics, DLQ and late topic as one offline HTML page
+	@# Without KAFKA_BROKERS it reads the local broker, as make demo does, starting it if it is down.
+	@[ -n "$$KAFKA_BROKERS" ] || scripts/kafka status >/dev/null 2>&1 || scripts/kafka up
 	$(PY) -m report --output .cache/report/report.html $(REPORT_FLAGS)
 
 # Two pytest workers, each test file on one of them (its module fixtures, a

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,10 +22,10 @@ from operators.runtime.shutdown import stop_on, stop_process
 from report.aggregate import (
     Metric,
     count_by,
-    decode_metric,
     in_range,
-    latest_per_key,
+    latest_metrics,
     most_distinct,
+    once_per_source,
     pair_slice,
     parse_utc,
     top_keys,
@@ -91,23 +92,20 @@ def build_page(settings: Settings, args: argparse.Namespace) -> Page:
     """Read the three topics and compute everything the page shows."""
     chosen = set(args.slices) or {spec.name for spec in settings.slices}
     metrics_reader = TopicReader(settings, settings.output_topic, "OUTPUT_TOPIC")
-    latest = latest_per_key((raw.key, raw.value) for raw in metrics_reader)
-    metrics: list[Metric] = []
-    unreadable = 0
-    for value in latest.values():
-        try:
-            metric = decode_metric(value)
-        except ValueError:
-            unreadable += 1
-            continue
-        if in_range(metric.window_start, args.start, args.end):
-            metrics.append(metric)
+    everything, unreadable = latest_metrics((raw.partition, raw.key, raw.value) for raw in metrics_reader)
+    metrics = [metric for metric in everything if in_range(metric.window_start, args.start, args.end)]
     shown = [metric for metric in metrics if metric.slice in chosen]
+    notes = _unknown_slices(metrics, settings)
     dlq_reader = TopicReader(settings, settings.dlq_topic, "DLQ_TOPIC")
-    reasons = count_by(_text(raw.headers.get("error")) for raw in dlq_reader)
+    dlq, dlq_repeats = once_per_source(raw.headers for raw in dlq_reader)
+    reasons = count_by(_text(headers.get("error")) for headers in dlq)
     late_reader = TopicReader(settings, settings.late_topic, "LATE_TOPIC")
-    late_windows = [_text(raw.headers.get("window_start")) for raw in late_reader]
+    late_events, late_repeats = once_per_source(raw.headers for raw in late_reader)
+    late_windows = [_text(headers.get("window_start")) for headers in late_events]
     late = sorted((window, n) for window, n in count_by(late_windows) if _late_in_range(window, args.start, args.end))
+    for repeats, topic in ((dlq_repeats, settings.dlq_topic), (late_repeats, settings.late_topic)):
+        if repeats:
+            notes.append(f"{repeats} records of {topic} repeat an input message's source offset: counted once")
     fields = {spec.name: spec.fields for spec in settings.slices}
     windows = None
     if shown:
@@ -129,7 +127,18 @@ def build_page(settings: Settings, args: argparse.Namespace) -> Page:
         late_windows=late,
         unreadable=unreadable,
         windows=windows,
+        notes=notes,
     )
+
+
+def _unknown_slices(metrics: list[Metric], settings: Settings) -> list[str]:
+    """A note for records of slices SLICES no longer names: written before it changed, so nothing shows them."""
+    known = {spec.name for spec in settings.slices}
+    unknown = Counter(metric.slice for metric in metrics if metric.slice not in known)
+    if not unknown:
+        return []
+    names = ", ".join(sorted(unknown))
+    return [f"{sum(unknown.values())} login-metrics records of slices not in SLICES are not shown: {names}"]
 
 
 def _text(header: bytes | None) -> str:

@@ -121,8 +121,8 @@ def build_page(settings: Settings, args: argparse.Namespace) -> Page:
         slice_fields={name: f for name, f in fields.items() if name in chosen},
         series=window_series(shown),
         top=top_keys(shown, args.top),
-        devices=_spread(metrics, fields, "device_id", args.top),
-        ips=_spread(metrics, fields, "ip", args.top),
+        devices=_spread(metrics, settings, "device_id", args.top),
+        ips=_spread(metrics, settings, "ip", args.top),
         dlq_reasons=reasons,
         late_windows=late,
         unreadable=unreadable,
@@ -152,12 +152,13 @@ def _late_in_range(window: str, start: datetime | None, end: datetime | None) ->
         return start is None and end is None
 
 
-def _spread(metrics: list[Metric], fields: dict[str, tuple[str, ...]], other: str, n: int) -> Spread:
-    found = pair_slice(fields, "user_id", other)
+def _spread(metrics: list[Metric], settings: Settings, other: str, n: int) -> Spread:
+    found = pair_slice({spec.name: spec.fields for spec in settings.slices}, "user_id", other)
     if found is None:
         return Spread(None, [])
     name, user_index = found
-    return Spread(name, most_distinct(metrics, name, user_index, n))
+    (spec,) = (spec for spec in settings.slices if spec.name == name)
+    return Spread(name, most_distinct(metrics, name, user_index, n), spec.min_count)
 
 
 def write_report(settings: Settings, args: argparse.Namespace) -> Path:

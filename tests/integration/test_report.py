@@ -19,7 +19,7 @@ from operators.pure.window_counts import ClosedCounts, UncountedCount, WindowCou
 from operators.runtime.settings import Settings, parse_slices
 from report.aggregate import WindowPoint
 from report.cli import build_page, parse_args
-from report.render import Page
+from report.render import Page, render
 from tests.outputs import TopicFactory
 
 pytestmark = pytest.mark.kafka
@@ -165,3 +165,17 @@ def test_a_revision_after_a_tombstone_is_the_answer(kafka_brokers: str, topic_fa
     assert page.series == {SPEC.name: [WindowPoint(START, 1, 4)]}
     assert page.unreadable == 0
     assert START + timedelta(minutes=1) not in [p.window_start for p in page.series[SPEC.name]]
+
+
+def test_the_page_says_which_pairs_the_distinct_devices_come_from(
+    kafka_brokers: str, topic_factory: TopicFactory
+) -> None:
+    """With a minimum of 1 every pair is in the slice: the page must not call them repeated logins."""
+    devices = parse_slices("user_id+device_id:1")[0]
+    settings = dataclasses.replace(settings_for(kafka_brokers, topic_factory), slices=(devices,))
+    key, value, _ = encode_metric(WindowCount(T0, T0 + 60, devices, ("u1", "d1"), 1))
+    produce(kafka_brokers, settings.output_topic, [(0, key, value)])
+
+    markup = render(page_of(settings))
+    assert "repeated logins" not in markup and "repeats within a window" not in markup
+    assert "pairs with a count of at least 1 in a window" in markup

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from devkit.records import Headers, produce
+from devkit.records import Headers, headers_dict, produce
 from operators.pure.encoding import encode_late, encode_metric, encode_reject, encode_uncounted
 from operators.pure.events import RawMessage
 from operators.pure.partition import LateEvent, Reject
@@ -58,7 +58,7 @@ def forwarded(kind: str, offset: int, reason_or_window: str | int) -> tuple[int,
         record = encode_reject(Reject(message, str(reason_or_window)), "user-login")
     else:
         record = encode_late(LateEvent(message, int(reason_or_window)), "user-login")
-    return (0, record.key, record.value, record.headers)
+    return (0, record.key, record.value, headers_dict(record.headers))
 
 
 def test_a_reject_or_late_event_written_again_after_a_crash_is_counted_once(
@@ -76,7 +76,7 @@ def test_a_reject_or_late_event_written_again_after_a_crash_is_counted_once(
             replayed,
             forwarded("reject", 6, "invalid_json"),
             forwarded("reject", 7, "missing_field:timestamp"),
-            (0, closed.key, closed.value, closed.headers),
+            (0, closed.key, closed.value, headers_dict(closed.headers)),
             replayed,  # the same input message rejected again after a resume
         ],
     )

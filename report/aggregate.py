@@ -55,11 +55,10 @@ class UserSpread:
 
 
 def latest_per_key(records: Iterable[tuple[bytes | None, bytes | None]]) -> dict[bytes | None, bytes]:
-    """The last value per key of ``(key, value)`` pairs in log order, as compaction keeps it.
+    """The last value per key of ``(key, value)`` pairs of one partition in log order, as compaction keeps it.
 
-    A key's records all sit in one partition (the key decides it), so the
-    order within partitions is the only order that matters. A null value is a
-    tombstone and removes its key, as it would from a compacted topic.
+    A null value is a tombstone and removes its key, as it would from a
+    compacted topic.
 
     >>> latest_per_key([(b"k", b"1"), (b"j", b"5"), (b"k", b"2")])
     {b'k': b'2', b'j': b'5'}
@@ -71,6 +70,32 @@ def latest_per_key(records: Iterable[tuple[bytes | None, bytes | None]]) -> dict
         else:
             latest[key] = value
     return latest
+
+
+def latest_metrics(records: Iterable[tuple[int, bytes | None, bytes | None]]) -> tuple[list[Metric], int]:
+    """The answer in `login-metrics` from ``(partition, key, value)`` records, and how many were not metrics.
+
+    Log order exists only within a partition, so the latest record per key is
+    taken there. A key's records share a partition until partitions are added
+    to the topic; then the same key sits in two, and as counts only grow
+    (docs/contracts.md) the larger count is the later revision.
+    """
+    per_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = defaultdict(list)
+    for partition, key, value in records:
+        per_partition[partition].append((key, value))
+    answer: dict[tuple[datetime, str, tuple[str, ...]], Metric] = {}
+    unreadable = 0
+    for pairs in per_partition.values():
+        for key, value in latest_per_key(pairs).items():
+            try:
+                metric = decode_record(key, value)
+            except ValueError:
+                unreadable += 1
+                continue
+            identity = (metric.window_start, metric.slice, metric.values)
+            if identity not in answer or answer[identity].count < metric.count:
+                answer[identity] = metric
+    return list(answer.values()), unreadable
 
 
 def parse_utc(text: str) -> datetime:
@@ -97,10 +122,52 @@ def decode_metric(value: bytes) -> Metric:
     except (jsonio.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         msg = f"not a login-metrics record: {exc!r}"
         raise ValueError(msg) from exc
-    if not (isinstance(count, int) and all(isinstance(v, str) for v in values)):
+    # bool is an int to Python, not a count to anyone else.
+    if not (type(count) is int and count > 0 and all(isinstance(v, str) for v in values)):
         msg = "not a login-metrics record: count or key values of the wrong type"
         raise ValueError(msg)
     return metric
+
+
+def decode_record(key: bytes | None, value: bytes) -> Metric:
+    """A `login-metrics` record whose Kafka key names the window, slice and values its value holds.
+
+    The key is a function of those alone (docs/contracts.md); a record under
+    any other key would add a second count for them, so it is refused.
+    """
+    metric = decode_metric(value)
+    start = metric.window_start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        named = jsonio.loads(key) if key is not None else None
+    except jsonio.JSONDecodeError:
+        named = None
+    if named != [start, metric.slice, *metric.values]:
+        msg = f"not a login-metrics record: its Kafka key {key!r} does not name its window, slice and values"
+        raise ValueError(msg)
+    return metric
+
+
+def once_per_source(headers: Iterable[Mapping[str, bytes | None]]) -> tuple[list[Mapping[str, bytes | None]], int]:
+    """DLQ or late records' headers with each input message once, and how many repeats were left out.
+
+    At-least-once forwards a message again after a crash; its
+    `source_topic`/`source_partition`/`source_offset` headers identify it
+    (docs/contracts.md). A record without them (`window_closed`,
+    `window_let_go`) is not an input message and is kept as it is.
+    """
+    kept: list[Mapping[str, bytes | None]] = []
+    seen: set[tuple[bytes | None, bytes, bytes]] = set()
+    repeats = 0
+    for record in headers:
+        partition, offset = record.get("source_partition"), record.get("source_offset")
+        if partition is not None and offset is not None:
+            source = (record.get("source_topic"), partition, offset)
+            if source in seen:
+                repeats += 1
+                continue
+            seen.add(source)
+        kept.append(record)
+    return kept, repeats
 
 
 def in_range(window_start: datetime, start: datetime | None, end: datetime | None) -> bool:

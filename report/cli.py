@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,10 +22,10 @@ from operators.runtime.shutdown import stop_on, stop_process
 from report.aggregate import (
     Metric,
     count_by,
-    decode_metric,
     in_range,
-    latest_per_key,
+    latest_metrics,
     most_distinct,
+    once_per_source,
     pair_slice,
     parse_utc,
     top_keys,
@@ -91,23 +92,20 @@ def build_page(settings: Settings, args: argparse.Namespace) -> Page:
     """Read the three topics and compute everything the page shows."""
     chosen = set(args.slices) or {spec.name for spec in settings.slices}
     metrics_reader = TopicReader(settings, settings.output_topic, "OUTPUT_TOPIC")
-    latest = latest_per_key((raw.key, raw.value) for raw in metrics_reader)
-    metrics: list[Metric] = []
-    unreadable = 0
-    for value in latest.values():
-        try:
-            metric = decode_metric(value)
-        except ValueError:
-            unreadable += 1
-            continue
-        if in_range(metric.window_start, args.start, args.end):
-            metrics.append(metric)
+    everything, unreadable = latest_metrics((raw.partition, raw.key, raw.value) for raw in metrics_reader)
+    metrics = [metric for metric in everything if in_range(metric.window_start, args.start, args.end)]
     shown = [metric for metric in metrics if metric.slice in chosen]
+    notes = _unknown_slices(metrics, settings)
     dlq_reader = TopicReader(settings, settings.dlq_topic, "DLQ_TOPIC")
-    reasons = count_by(_text(raw.headers.get("error")) for raw in dlq_reader)
+    dlq, dlq_repeats = once_per_source(raw.headers for raw in dlq_reader)
+    reasons = count_by(_text(headers.get("error")) for headers in dlq)
     late_reader = TopicReader(settings, settings.late_topic, "LATE_TOPIC")
-    late_windows = [_text(raw.headers.get("window_start")) for raw in late_reader]
+    late_events, late_repeats = once_per_source(raw.headers for raw in late_reader)
+    late_windows = [_text(headers.get("window_start")) for headers in late_events]
     late = sorted((window, n) for window, n in count_by(late_windows) if _late_in_range(window, args.start, args.end))
+    for repeats, topic in ((dlq_repeats, settings.dlq_topic), (late_repeats, settings.late_topic)):
+        if repeats:
+            notes.append(f"{repeats} records of {topic} repeat an input message's source offset: counted once")
     fields = {spec.name: spec.fields for spec in settings.slices}
     windows = None
     if shown:
@@ -123,13 +121,24 @@ def build_page(settings: Settings, args: argparse.Namespace) -> Page:
         slice_fields={name: f for name, f in fields.items() if name in chosen},
         series=window_series(shown),
         top=top_keys(shown, args.top),
-        devices=_spread(metrics, fields, "device_id", args.top),
-        ips=_spread(metrics, fields, "ip", args.top),
+        devices=_spread(metrics, settings, "device_id", args.top),
+        ips=_spread(metrics, settings, "ip", args.top),
         dlq_reasons=reasons,
         late_windows=late,
         unreadable=unreadable,
         windows=windows,
+        notes=notes,
     )
+
+
+def _unknown_slices(metrics: list[Metric], settings: Settings) -> list[str]:
+    """A note for records of slices SLICES no longer names: written before it changed, so nothing shows them."""
+    known = {spec.name for spec in settings.slices}
+    unknown = Counter(metric.slice for metric in metrics if metric.slice not in known)
+    if not unknown:
+        return []
+    names = ", ".join(sorted(unknown))
+    return [f"{sum(unknown.values())} login-metrics records of slices not in SLICES are not shown: {names}"]
 
 
 def _text(header: bytes | None) -> str:
@@ -143,12 +152,13 @@ def _late_in_range(window: str, start: datetime | None, end: datetime | None) ->
         return start is None and end is None
 
 
-def _spread(metrics: list[Metric], fields: dict[str, tuple[str, ...]], other: str, n: int) -> Spread:
-    found = pair_slice(fields, "user_id", other)
+def _spread(metrics: list[Metric], settings: Settings, other: str, n: int) -> Spread:
+    found = pair_slice({spec.name: spec.fields for spec in settings.slices}, "user_id", other)
     if found is None:
         return Spread(None, [])
     name, user_index = found
-    return Spread(name, most_distinct(metrics, name, user_index, n))
+    (spec,) = (spec for spec in settings.slices if spec.name == name)
+    return Spread(name, most_distinct(metrics, name, user_index, n), spec.min_count)
 
 
 def write_report(settings: Settings, args: argparse.Namespace) -> Path:

@@ -38,6 +38,7 @@ class ReadError(RuntimeError):
 class Raw:
     """One record as the report needs it."""
 
+    partition: int
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes | None]
@@ -71,7 +72,7 @@ class TopicReader:
         self.read = TopicRead(topic, setting)
 
     def __iter__(self) -> Iterator[Raw]:
-        """The records, partition by partition in offset order within each partition."""
+        """The records in offset order within each partition; partitions are read together, interleaved."""
         consumer = Consumer(
             {
                 **self.settings.kafka_config(),
@@ -126,7 +127,7 @@ class TopicReader:
                 if where not in pending or offset >= pending[where]:
                     continue  # beyond the end the report started with
                 self.read.records += 1
-                yield Raw(message.key(), message.value(), _headers(message.headers()))
+                yield Raw(where, message.key(), message.value(), _headers(message.headers()))
             # position() also steps over transaction markers, which never arrive as messages.
             positions = consumer.position([TopicPartition(topic, p) for p in pending])
             done = [tp.partition for tp in positions if tp.offset >= pending[tp.partition]]

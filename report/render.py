@@ -30,6 +30,8 @@ class Spread:
 
     slice: str | None
     users: list[UserSpread]
+    min_count: int = 1
+    """The slice's minimum count: a pair is in it for a window only once it counts that often there."""
 
 
 @dataclass

@@ -13,9 +13,12 @@ from report.aggregate import (
     WindowPoint,
     count_by,
     decode_metric,
+    decode_record,
     in_range,
+    latest_metrics,
     latest_per_key,
     most_distinct,
+    once_per_source,
     pair_slice,
     parse_utc,
     top_keys,
@@ -29,6 +32,13 @@ T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 MINUTE = timedelta(minutes=1)
 
 
+RECORD = (
+    b'{"window_start": "2024-03-01T00:00:00Z", "window_end": "2024-03-01T00:01:00Z",'
+    b' "slice": "app_version+device_type", "key": {"app_version": "2.3.0", "device_type": "android"}, "count": 42}'
+)
+RECORD_KEY = b'["2024-03-01T00:00:00Z","app_version+device_type","2.3.0","android"]'
+
+
 def metric(minute: int, slice_name: str, values: tuple[str, ...], count: int) -> Metric:
     start = T0 + minute * MINUTE
     return Metric(start, start + MINUTE, slice_name, values, count)
@@ -40,16 +50,53 @@ def test_latest_per_key_keeps_the_last_value_and_a_tombstone_removes_its_key() -
 
 
 def test_decode_metric_reads_the_documented_record() -> None:
-    value = (
-        b'{"window_start": "2024-03-01T00:00:00Z", "window_end": "2024-03-01T00:01:00Z",'
-        b' "slice": "app_version+device_type", "key": {"app_version": "2.3.0", "device_type": "android"}, "count": 42}'
-    )
-    assert decode_metric(value) == metric(0, "app_version+device_type", ("2.3.0", "android"), 42)
+    assert decode_metric(RECORD) == metric(0, "app_version+device_type", ("2.3.0", "android"), 42)
+
+
+def test_decode_record_wants_the_kafka_key_to_name_the_values_window_slice_and_key() -> None:
+    assert decode_record(RECORD_KEY, RECORD) == decode_metric(RECORD)
+    for key in [
+        None,
+        b"garbage",
+        RECORD_KEY.replace(b"00:00:00Z", b"00:01:00Z"),
+        RECORD_KEY.replace(b"android", b"ios"),
+        b'["2024-03-01T00:00:00Z","app_version+device_type","2.3.0"]',
+    ]:
+        with pytest.raises(ValueError, match="does not name"):
+            decode_record(key, RECORD)
+
+
+def test_latest_metrics_keeps_the_latest_per_partition_and_the_larger_count_across_partitions() -> None:
+    revised = RECORD.replace(b"42", b"50")
+    records = [(1, RECORD_KEY, revised), (0, RECORD_KEY, RECORD), (0, b"k", b"junk"), (0, b"k", None)]
+    assert latest_metrics(records) == ([metric(0, "app_version+device_type", ("2.3.0", "android"), 50)], 0)
+    # Within a partition log order decides, and a tombstone deletes what came before it.
+    assert latest_metrics([(0, RECORD_KEY, revised), (0, RECORD_KEY, RECORD)])[0][0].count == 42
+    assert latest_metrics([(0, RECORD_KEY, RECORD), (0, RECORD_KEY, None), (0, b"x", b"[]")]) == ([], 1)
+
+
+def test_once_per_source_counts_each_input_message_once_and_keeps_records_of_no_input_message() -> None:
+    def source(offset: bytes, reason: bytes = b"invalid_json") -> dict[str, bytes | None]:
+        return {"error": reason, "source_topic": b"t", "source_partition": b"0", "source_offset": offset}
+
+    closed = {"error": b"window_closed", "source_topic": b"t"}
+    kept, repeats = once_per_source([source(b"5"), closed, source(b"6"), source(b"5"), closed])
+    assert (kept, repeats) == ([source(b"5"), closed, source(b"6"), closed], 1)
+    other_partition = {**source(b"5"), "source_partition": b"1"}
+    assert once_per_source([source(b"5"), other_partition]) == ([source(b"5"), other_partition], 0)
 
 
 @pytest.mark.parametrize(
     "value",
-    [b"not json", b"[]", b'{"slice": "ip"}', b'{"window_start": "x", "window_end": "x", "slice": "ip", "key": {}}'],
+    [
+        b"not json",
+        b"[]",
+        b'{"slice": "ip"}',
+        b'{"window_start": "x", "window_end": "x", "slice": "ip", "key": {}}',
+        RECORD.replace(b'"count": 42', b'"count": true'),
+        RECORD.replace(b'"count": 42', b'"count": 0'),
+        RECORD.replace(b'"count": 42', b'"count": 4.2'),
+    ],
 )
 def test_decode_metric_refuses_what_is_not_a_metric_record(value: bytes) -> None:
     with pytest.raises(ValueError, match="not a login-metrics record"):

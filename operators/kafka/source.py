@@ -29,6 +29,8 @@ import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from itertools import repeat
+from operator import itemgetter, truediv
 from typing import cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -76,9 +78,9 @@ class TopicRecreatedError(SourceError):
     """The recovery state holds offsets of an earlier topic with the input topic's name."""
 
 
-def _record_time(message: Message) -> float:
-    """The record's Kafka timestamp in seconds; 0 or less when it has none."""
-    return cast(int, message.timestamp()[1]) / 1000.0
+# Message.timestamp() is (type, milliseconds); seconds are the milliseconds / 1000.0,
+# 0 or less when the record has none.
+_SECOND_OF_PAIR = itemgetter(1)
 
 
 def check_partition_count(topic: str, count: int, stored: int) -> None:
@@ -296,8 +298,8 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             message = messages[index]
             return new_raw_message(RawMessage, (message.key(), message.value(), self.partition, message.offset()))
 
-        def record_time_at(index: int) -> float:
-            return _record_time(messages[index])
+        # C-level passes over the batch: one Python call per message would cost more.
+        record_times = list(map(truediv, map(_SECOND_OF_PAIR, map(Message.timestamp, messages)), repeat(1000.0)))
 
         if at_head is not None:
             self._caught_up = at_head
@@ -305,7 +307,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             # Reaching the head also ends a bounded read: an open transaction
             # can hold the readable end below the end offset until it ends,
             # and the next run goes on from that head.
-            return self._finish(values, message_at, record_time_at)
+            return self._finish(values, message_at, record_times)
 
         if messages or at_head:
             # Data or an EOF: the connection works.
@@ -317,7 +319,7 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
             if confirmed_at is not None:
                 self._tracker.advance_idle(confirmed_at)
         now = time.monotonic() if values else None
-        batch = self._tracker.track_values(values, message_at, record_time_at=record_time_at, now=now)
+        batch = self._tracker.track_values(values, message_at, record_times=record_times, now=now)
         self._observe(batch, len(values))
         return [batch] if values or batch.progressed else []
 
@@ -388,11 +390,11 @@ class KafkaPartitionReader(StatefulSourcePartition[PartitionBatch, PartitionStat
         self,
         values: list[bytes | None],
         message_at: Callable[[int], RawMessage],
-        record_time_at: Callable[[int], float] | None = None,
+        record_times: list[float] | None = None,
     ) -> list[PartitionBatch]:
         self._finished = True
         logger.info("partition read to its end %s", kv(partition=self.partition, next_offset=self._next_offset))
-        batch = self._tracker.track_values(values, message_at, finished=True, record_time_at=record_time_at)
+        batch = self._tracker.track_values(values, message_at, finished=True, record_times=record_times)
         self._observe(batch, len(values))
         return [batch]
 

@@ -29,8 +29,9 @@ arrive (see `operators.pure.window_shard`).
 """
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import NamedTuple
 
 from operators.pure.events import DEFAULT_MAX_FIELD_BYTES, LoginEvent, RawMessage, make_parser
@@ -171,7 +172,7 @@ class PartitionTracker:
             [message.value for message in messages],
             messages.__getitem__,
             finished=finished,
-            record_time_at=None if record_times is None else record_times.__getitem__,
+            record_times=record_times,
             now=now,
         )
 
@@ -181,13 +182,13 @@ class PartitionTracker:
         message_at: Callable[[int], RawMessage],
         *,
         finished: bool = False,
-        record_time_at: Callable[[int], float] | None = None,
+        record_times: Sequence[float] | None = None,
         now: float | None = None,
     ) -> PartitionBatch:
         """`track` for message values; `message_at(i)` builds the i-th whole message.
 
         Only rejects and late events keep their message, so a source need not
-        build one per message. `record_time_at(i)` is the i-th record's Kafka
+        build one per message. `record_times[i]` is the i-th record's Kafka
         timestamp in seconds (0 or less: it has none); `now`, a monotonic
         time, lets a batch without on-time events move the progress on.
         """
@@ -195,29 +196,31 @@ class PartitionTracker:
         starts: list[int] = []
         rejects: list[Reject] = []
         late: list[LateEvent] = []
+        add_event, add_start = events.append, starts.append
         window = self.window_seconds
         watermark = self.watermark
         max_event_time = self.max_event_time
         max_ahead = self.max_ahead
-        for index, parsed in enumerate(map(self._parse, values)):
+        lateness = self.allowed_lateness
+        # Without record times every record counts as having none (`repeat` is endless).
+        times: Iterable[float] = repeat(0.0) if record_times is None else record_times
+        for index, (parsed, record_time) in enumerate(zip(map(self._parse, values), times, strict=False)):
             if isinstance(parsed, str):
                 rejects.append(Reject(message_at(index), parsed))
                 continue
-            event_time = parsed.event_time
-            if record_time_at is not None:
-                record_time = record_time_at(index)
-                if record_time > 0 and event_time - record_time > max_ahead:
-                    rejects.append(Reject(message_at(index), AHEAD_OF_RECORD))
-                    continue
+            event_time = parsed[0]
+            if record_time > 0 and event_time - record_time > max_ahead:
+                rejects.append(Reject(message_at(index), AHEAD_OF_RECORD))
+                continue
             start = int(event_time // window) * window
             if start + window <= watermark:
                 late.append(LateEvent(message_at(index), start))
                 continue
-            events.append(parsed)
-            starts.append(start)
+            add_event(parsed)
+            add_start(start)
             if event_time > max_event_time:
                 max_event_time = event_time
-                watermark = max(watermark, event_time - self.allowed_lateness)
+                watermark = max(watermark, event_time - lateness)
         self.watermark = watermark
         self.max_event_time = max_event_time
         if events:

@@ -98,6 +98,6 @@ def test_a_partition_with_only_rejects_so_far_does_not_release_everything_while_
     garbage records behave differently from ones starting with an event.
     """
     tracker = PartitionTracker(0, 2, W, 10.0)
-    batch = tracker.track_values([b"garbage"], lambda i: None, record_time_at=lambda i: 0.0, now=1.0)  # type: ignore[arg-type,return-value]
+    batch = tracker.track_values([b"garbage"], lambda i: None, record_times=[0.0], now=1.0)  # type: ignore[arg-type,return-value]
     assert batch.rejects
     assert batch.progress != math.inf, "a partition that has read one reject now holds no window back"

@@ -1,12 +1,15 @@
 """Shard routing and window closing, without Bytewax running."""
 
 import copy
+import dataclasses
 import logging
 import math
 import pickle
 import zlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from operators.count import WindowShardLogic
 from operators.pure.events import LoginEvent
@@ -662,3 +665,36 @@ def test_counter_gives_shards_the_settled_watermark_when_the_batch_has_one() -> 
     ((_key, shard_update),) = counter(held)
     # Shards make windows final by it; closing still goes by the progress.
     assert (shard_update.watermark, shard_update.progress) == (T0 + 10, T0 + 50)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 400),
+            st.sampled_from(["u1", "u2", "ü3", "u4", "u5", "u6"]),
+            st.sampled_from(["1.0", "2.0"]),
+            st.sampled_from(["ios", "android"]),
+            st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
+        ),
+        max_size=60,
+    ),
+    st.sampled_from([1, 2, 4, 7]),
+    st.booleans(),
+)
+def test_counter_counts_and_routes_as_one_event_at_a_time(rows: list, buckets: int, with_starts: bool) -> None:
+    # Events in any time order, with or without the tracker's window starts:
+    # each count lands in `shard_of` its key, summed per window and key.
+    slices = (BY_USER, SliceSpec(("user_id", "ip"), 1), BY_APP_DEVICE, SliceSpec(("ip", "device_type"), 1))
+    events = [event(T0 + t, user=u, app=a, device_type=d, ip=ip) for t, u, a, d, ip in rows]
+    made = batch(*events, watermark=T0, progressed=False)
+    if with_starts:
+        made = dataclasses.replace(made, starts=[int(e.event_time // 60) * 60 for e in events])
+    expected: dict[str, dict[tuple[int, tuple[str, ...]], int]] = {}
+    for index, spec in enumerate(slices):
+        for one in events:
+            values = key_getter(spec)(one)
+            counts = expected.setdefault(f"{index}@{shard_of(spec, values, buckets)}", {})
+            start = int(one.event_time // 60) * 60
+            counts[(start, values)] = counts.get((start, values), 0) + 1
+    got = {f"{u.slice_index}@{key}": flat(u.counts) for key, u in ShardCounter(slices, 60, buckets)(made)}
+    assert got == expected

@@ -8,7 +8,6 @@ from enum import Enum
 from pathlib import Path
 
 from bench import setup_jvm
-from bench.dataset import TRAILER_GAP_S
 from bench.setup_venvs import QUIX_VENV, python_of
 from devkit.broker import free_ports
 
@@ -201,12 +200,7 @@ def launch(contender: Contender, spec: RunSpec) -> Launch:
     if contender.quix:
         command += ["--state-dir", str(spec.run_dir / "quix-state"), "--idle-timeout", str(spec.quix_idle_s)]
     if contender.jvm == "kstreams":
-        command += [
-            "--state-dir",
-            str(spec.run_dir / "kstreams-state"),
-            "--grace",
-            str(kstreams_grace_s(spec.window_s)),
-        ]
+        command += ["--state-dir", str(spec.run_dir / "kstreams-state")]
     return Launch([command], results=results)
 
 
@@ -241,15 +235,6 @@ def jvm_command(module: str, main_class: str) -> list[str]:
         setup_jvm.classpath(module),
         main_class,
     ]
-
-
-def kstreams_grace_s(window_s: int) -> int:
-    """The Kafka Streams windows' grace: the most with which the input's trailer still closes every generated window.
-
-    Lateness is decided before the repartition, so the grace only has to
-    cover how far apart in event time the input partitions are read.
-    """
-    return TRAILER_GAP_S - 2 * window_s
 
 
 def profile_path(run_dir: Path, index: int) -> Path:

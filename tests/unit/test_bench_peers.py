@@ -1,15 +1,12 @@
 """The benchmark's pure helpers for the JVM peers, the fair ceiling and the lead table."""
 
-import math
 from pathlib import Path
 
 from bench import setup_jvm
-from bench.contenders import CEILING_LOGINFLOW, PEERS, RunSpec, flink, kstreams, kstreams_grace_s, launch, loginflow
-from bench.dataset import DatasetSpec, trailer_time
+from bench.contenders import CEILING_LOGINFLOW, PEERS, RunSpec, flink, kstreams, launch, loginflow
 from bench.harness import RunResult
 from bench.peers.ceiling import loginflow_consumer_config
 from bench.report import Summary, cpu_us_per_event, peers_table, summarize
-from devkit.generator.events import DEFAULT_START
 from operators.kafka.client import reader_config
 from operators.runtime.settings import Settings
 
@@ -49,20 +46,13 @@ def test_the_fair_ceiling_reads_with_loginflows_consumer_settings() -> None:
     assert {k: v for k, v in ceiling.items() if k != "log_level"} == loginflow_config
 
 
-def test_the_kstreams_grace_lets_the_trailer_close_every_generated_window() -> None:
-    for window_s in (1, 60, 300):
-        spec = DatasetSpec(events=1000)
-        last_window_end = math.floor((DEFAULT_START + spec.span_s) / window_s) * window_s + window_s
-        assert last_window_end + kstreams_grace_s(window_s) <= trailer_time(spec)
-
-
 def test_a_jvm_peer_runs_its_main_class_from_its_built_jar_with_the_shared_arguments(tmp_path: Path) -> None:
     spec = RunSpec("b:1", "in", {"metrics": "out"}, tmp_path, 60, 10.0, "user_id+ip:2", 5.0, 10.0)
     command = launch(kstreams(2), spec).commands[0]
     assert command[0] == "java"
     assert command[command.index("-cp") + 1] == setup_jvm.classpath("kstreams")
     assert command[command.index("-cp") + 2] == kstreams(2).module
-    for flag, value in (("--output-topic", "out"), ("--threads", "2"), ("--grace", str(kstreams_grace_s(60)))):
+    for flag, value in (("--output-topic", "out"), ("--threads", "2")):
         assert command[command.index(flag) + 1] == value
 
 

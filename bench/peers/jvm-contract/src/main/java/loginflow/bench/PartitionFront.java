@@ -25,4 +25,16 @@ public final class PartitionFront {
         front = Math.max(front, event.frontMillis());
         return false;
     }
+
+    /**
+     * The end of the last window this partition is done with: a later event is on time only if
+     * its window ends after front - lateness, so no window ending at or before this gains one
+     * (Long.MIN_VALUE before the first event).
+     */
+    public long closedThrough() {
+        if (front == Long.MIN_VALUE) {
+            return Long.MIN_VALUE;
+        }
+        return Math.floorDiv(front - latenessMillis, windowMillis) * windowMillis;
+    }
 }

@@ -24,21 +24,15 @@ import org.apache.kafka.common.Metric;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.KafkaStreams;
-import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse;
 import org.apache.kafka.streams.kstream.Consumed;
-import org.apache.kafka.streams.kstream.Grouped;
-import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
-import org.apache.kafka.streams.kstream.Suppressed;
-import org.apache.kafka.streams.kstream.Suppressed.BufferConfig;
-import org.apache.kafka.streams.kstream.TimeWindows;
+import org.apache.kafka.streams.kstream.Repartitioned;
 import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
-import org.apache.kafka.streams.state.Stores;
 
 /**
  * loginflow's job in Kafka Streams.
@@ -46,13 +40,12 @@ import org.apache.kafka.streams.state.Stores;
  * <p>A processor applies the input contract and loginflow's lateness rule to each input
  * partition (a task of the first sub-topology reads exactly one, in offset order) and turns each
  * on-time event into one record per slice, keyed by its slice key and stamped with its event
- * time. Grouping by that key is the one repartition. Behind it, a task's stream time is the
- * largest event time of any input partition, so a grace there would drop on-time events of a
- * partition that is read behind the others: lateness is decided before the repartition, and the
- * windows' grace only has to cover that read skew (--grace, the harness passes the most that its
- * input's trailer still closes). A windowed count in an in-memory store with a record cache feeds
- * a suppression that emits each window once, when it closes (no changelogs: like the other
- * peers, nothing is recovered).
+ * time. Behind the one repartition (by slice key), a task's stream time is the largest event
+ * time of any input partition, so neither the lateness rule nor the closing of windows can
+ * follow it: the rule is applied before the repartition, and each input partition multicasts a
+ * {@link Watermark} whenever its rule moves past a window end. {@link WindowCount} counts in a
+ * cached in-memory store and emits each window once, when every input partition is past it
+ * (no changelogs: like the other peers, nothing is recovered).
  *
  * <p>Kafka Streams never ends by itself; the run stops once the application's committed offsets
  * reach the end of the input and of the repartition topic (a commit follows the flush of
@@ -69,11 +62,16 @@ public final class KStreamsPeer {
 
     private KStreamsPeer() {}
 
-    /** One task's input partition: rejects and late events stop here, on-time ones go on per slice. */
+    /**
+     * One task's input partition: rejects and late events stop here, on-time ones go on per
+     * slice, followed by a watermark when the partition is done with another window.
+     */
     static final class LatenessRule implements Processor<byte[], byte[], String, byte[]> {
         private final Slices slices;
         private final PartitionFront front;
         private ProcessorContext<String, byte[]> context;
+        private int partition;
+        private long announced = Long.MIN_VALUE;
 
         LatenessRule(Slices slices, long windowMillis, long latenessMillis) {
             this.slices = slices;
@@ -83,6 +81,8 @@ public final class KStreamsPeer {
         @Override
         public void init(ProcessorContext<String, byte[]> context) {
             this.context = context;
+            // Task 0_p of this sub-topology reads input partition p.
+            this.partition = context.taskId().partition();
         }
 
         @Override
@@ -101,6 +101,13 @@ public final class KStreamsPeer {
             for (int slice = 0; slice < slices.size(); slice++) {
                 context.forward(new Record<>(slices.key(slice, event), ONE, event.windowMillis()));
             }
+            // After the events, so that on every repartition partition it follows all of them.
+            long closedThrough = front.closedThrough();
+            if (closedThrough > announced) {
+                announced = closedThrough;
+                context.forward(new Record<>(
+                        Watermark.KEY, new Watermark(partition, closedThrough).encode(), record.timestamp()));
+            }
         }
     }
 
@@ -109,29 +116,23 @@ public final class KStreamsPeer {
         Slices slices = Slices.parse(args.slicesText);
         MetricRecords records = new MetricRecords(slices, args.windowMillis);
         int threads = Integer.parseInt(args.option("threads", "1"));
-        Duration window = Duration.ofMillis(args.windowMillis);
-        Duration grace = Duration.ofSeconds(Long.parseLong(args.option("grace", "3480")));
         String appId = "bench-kstreams-" + UUID.randomUUID();
+        Map<TopicPartition, Long> inputEnds;
+        try (Admin admin = Admin.create(Map.of("bootstrap.servers", args.brokers))) {
+            inputEnds = endOffsets(admin, args.inputTopic);
+        }
+        boolean[] reporting = new boolean[inputEnds.size()];
+        inputEnds.forEach((partition, end) -> reporting[partition.partition()] = end > 0);
 
         StreamsBuilder builder = new StreamsBuilder();
+        builder.addStateStore(WindowCount.store());
         builder.stream(args.inputTopic, Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()))
                 .process(() -> new LatenessRule(slices, args.windowMillis, args.latenessMillis))
-                .groupByKey(Grouped.with(REPARTITION, Serdes.String(), Serdes.ByteArray()))
-                .windowedBy(TimeWindows.ofSizeAndGrace(window, grace))
-                .count(Materialized.<String, Long>as(
-                                Stores.inMemoryWindowStore("counts", window.plus(grace), window, false))
+                .repartition(Repartitioned.<String, byte[]>as(REPARTITION)
                         .withKeySerde(Serdes.String())
-                        .withValueSerde(Serdes.Long())
-                        .withCachingEnabled()
-                        .withLoggingDisabled())
-                .suppress(Suppressed.untilWindowCloses(BufferConfig.unbounded().withLoggingDisabled()))
-                .toStream()
-                .filter((key, count) -> slices.emitted(key.key(), count))
-                .map((key, count) -> {
-                    EMITTED.incrementAndGet();
-                    long start = key.window().start();
-                    return KeyValue.pair(records.key(start, key.key()), records.value(start, key.key(), count));
-                })
+                        .withValueSerde(Serdes.ByteArray())
+                        .withStreamPartitioner(Watermark::partitions))
+                .process(() -> new WindowCount(slices, records, args.windowMillis, reporting, EMITTED), WindowCount.STORE)
                 .to(args.outputTopic, Produced.with(Serdes.ByteArray(), Serdes.ByteArray()));
 
         Properties props = new Properties();
@@ -139,8 +140,8 @@ public final class KStreamsPeer {
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args.brokers);
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, threads);
         props.put(StreamsConfig.STATE_DIR_CONFIG, args.option("state-dir", "/tmp/kafka-streams"));
-        // Flushes the record cache and commits once a second: fewer updates reach the
-        // suppression than with a shorter interval, and the stop condition sees the end soon.
+        // Commits (and flushes the record cache) once a second: the cache absorbs a key's
+        // repeated counts in between, and the stop condition sees the end soon.
         props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
         props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 64L * 1024 * 1024);
         props.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
@@ -157,7 +158,6 @@ public final class KStreamsPeer {
         });
         double dropped;
         try (Admin admin = Admin.create(Map.of("bootstrap.servers", args.brokers))) {
-            Map<TopicPartition, Long> inputEnds = endOffsets(admin, args.inputTopic);
             streams.start();
             waitForEnd(admin, appId, inputEnds, appId + "-" + REPARTITION + "-repartition", failure);
             dropped = droppedRecords(streams);
@@ -222,7 +222,7 @@ public final class KStreamsPeer {
                 .collect(Collectors.toMap(Map.Entry::getKey, e -> e.getValue().offset()));
     }
 
-    /** Records Kafka Streams dropped (expired windows among them), summed over its tasks. */
+    /** Records Kafka Streams dropped, summed over its tasks (0: nothing here expires on stream time). */
     private static double droppedRecords(KafkaStreams streams) {
         double dropped = 0;
         for (Metric metric : streams.metrics().values()) {

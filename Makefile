@@ -37,8 +37,8 @@ report: setup  ## the results report: login-metrics, DLQ and late topic as one o
 # Two pytest workers, each test file on one of them (its module fixtures, a
 # module's own broker, start once): most of the suite waits on brokers and
 # dataflow subprocesses, so two share the 2 cores (19 min serial, 11 here).
-test: setup  ## every test suite, against a real local broker
-	$(PY) -m pytest -n 2 --dist loadfile
+test: setup  ## every test suite, against a real local broker (the bench peers' check is make bench-check)
+	$(PY) -m pytest -n 2 --dist loadfile -m "not bench_peer"
 
 test-unit: setup  ## the tests that need no broker (about 10 s)
 	$(PY) -m pytest -m "not kafka" tests/unit tests/flow
@@ -94,9 +94,15 @@ BENCH_LATENCY_SECONDS ?= 180
 BENCH_FLAGS ?=
 BENCH_PY := .cache/bench/venv/bin/python
 
-.PHONY: bench bench-scaling
+.PHONY: bench bench-check bench-scaling
 
-bench:  ## the full benchmark (about 28 min); rewrites BENCHMARKS.md
+# The JVM peers' own exactness checks need their Maven build (minutes and a few
+# hundred MB on a fresh machine), so they run here and before every make bench.
+bench-check: setup  ## the bench peers' checks against a real broker (builds the JVM peers)
+	$(PYTHON) -m bench.setup_jvm
+	$(PY) -m pytest -q -m bench_peer
+
+bench: bench-check  ## the full benchmark (about 40 min); rewrites BENCHMARKS.md
 	$(PYTHON) -m bench.setup_venvs
 	$(BENCH_PY) -m bench --events $(BENCH_EVENTS) --runs $(BENCH_RUNS) --slow-events $(BENCH_SLOW_EVENTS) \
 		--latency --latency-rate $(BENCH_LATENCY_RATE) --latency-seconds $(BENCH_LATENCY_SECONDS) --memory $(BENCH_FLAGS)

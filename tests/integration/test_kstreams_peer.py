@@ -25,7 +25,8 @@ from devkit.reference import expected_output, iso
 from operators.runtime.settings import DEFAULT_SLICES, parse_slices
 from tests.outputs import TopicFactory, read_partitions
 
-pytestmark = pytest.mark.kafka
+# Needs the JVM peers built with Maven (minutes on a fresh machine): `make bench-check`, not `make test`.
+pytestmark = [pytest.mark.kafka, pytest.mark.bench_peer]
 
 WINDOW = 60
 LATENESS = 10.0

@@ -222,15 +222,18 @@ def _hotspots(paths: list[Path], top: int = 20) -> dict[str, list[tuple[str, flo
     total = 0
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    per_stage: Counter[str] = Counter()
     for path in paths:
         if path.exists():
             samples, path_own, path_inclusive = hotspots.summarize(path)
             total += samples
             own.update(path_own)
             inclusive.update(path_inclusive)
+            per_stage.update(hotspots.stages(path))
     if not total:
         return {}
     return {
+        "stages": [(name, round(per_stage[name] / total, 4)) for name in hotspots.STAGES],
         "self": [(name, round(n / total, 4)) for name, n in own.most_common(top)],
         "inclusive": [(name, round(n / total, 4)) for name, n in inclusive.most_common(top)],
     }

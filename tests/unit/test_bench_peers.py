@@ -5,6 +5,7 @@ from pathlib import Path
 from bench import setup_jvm
 from bench.contenders import CEILING_LOGINFLOW, PEERS, RunSpec, flink, kstreams, launch, loginflow
 from bench.harness import RunResult
+from bench.hotspots import stage_of
 from bench.peers.ceiling import loginflow_consumer_config
 from bench.report import Summary, cpu_us_per_event, peers_table, summarize
 from operators.kafka.client import reader_config
@@ -63,3 +64,18 @@ def test_the_jvm_build_is_redone_when_a_source_changes(tmp_path: Path) -> None:
     source.write_text("class A { int x; }")
     assert setup_jvm.digest([source], tmp_path) != before
     assert set(setup_jvm.source_files()) >= {setup_jvm.POM, *setup_jvm.SOURCES.glob("*/src/main/java/**/*.java")}
+
+
+def test_a_sample_counts_in_the_stage_of_its_leaf_most_known_frame() -> None:
+    reader = ["<module> (run.py)", "KafkaPartitionReader.next_batch (source.py)"]
+    assert stage_of(reader) == "consume"
+    assert (
+        stage_of([*reader, "PartitionTracker.track_values (partition.py)", "parse (events.py)"]) == "parse + validate"
+    )
+    counting = ["<module> (run.py)", "ShardCounter.__call__ (shards.py)", "Counter.update (__init__.py)"]
+    assert stage_of(counting) == "pre-aggregate"
+    assert stage_of(["<module> (run.py)", "ShardUpdate.__reduce__ (shards.py)"]) == "exchange (between processes)"
+    assert stage_of(["<module> (run.py)"]) == "Bytewax runtime"
+    assert stage_of(["<module> (run.py)", "_find_and_load (<frozen importlib._bootstrap>)"]) == "start-up imports"
+    assert stage_of(["<module> (run.py)", "<module> (dataflow.py)"]) == "start-up imports"
+    assert stage_of(["somewhere (else.py)"]) == "other"

@@ -6,9 +6,11 @@ after a resume is byte-identical to the first copy.
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
+from itertools import chain
 from typing import NamedTuple
 
 from operators.pure import jsonio
@@ -97,10 +99,48 @@ def encode_metric(
     return KafkaRecord(key, value, [])
 
 
+@lru_cache(maxsize=64)
+def _metric_templates(fields: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """%-templates of a slice's key tail and value, each field's encoded value a ``%s``."""
+    key_tail = b",".join([b"%s"] * len(fields)) + b"]"
+    key_object = b",".join(jsonio.dumps(name).replace(b"%", b"%%") + b":%s" for name in fields)
+    return key_tail, b"%s{" + key_object + b'},"count":%d}'
+
+
+def encode_metric_records(
+    counts: Sequence[WindowCount | UncountedCount], pseudonymizer: Pseudonymizer | None = None
+) -> list[KafkaRecord]:
+    """`encode_metric` of each count, byte for byte, with one orjson call for all their values.
+
+    A closing window emits up to hundreds of thousands of records at once, and
+    orjson's cost per call, not per byte, was most of their encoding.
+    """
+    if pseudonymizer is None:
+        values_of = [count.values for count in counts]
+    else:
+        values_of = [pseudonymizer.apply(count.slice.fields, count.values) for count in counts]
+    encoded = jsonio.dumps_each(list(chain.from_iterable(values_of)))
+    records: list[KafkaRecord] = []
+    at = 0
+    for count in counts:
+        spec = count.slice
+        width = len(spec.fields)
+        values = tuple(encoded[at : at + width])
+        at += width
+        key_prefix, value_prefix = _metric_prefixes(count.window_start, count.window_end, spec.name)
+        key_tail, value_template = _metric_templates(spec.fields)
+        key = key_prefix + key_tail % values
+        records.append(_new_record(KafkaRecord, (key, value_template % (value_prefix, *values, count.count), [])))
+    return records
+
+
+_new_record = tuple.__new__
+
+
 def encode_metrics(item: tuple[str, ClosedCounts], pseudonymizer: Pseudonymizer | None = None) -> RecordChunk:
     """The login-metrics records of one shard's closed counts."""
     shard, closed = item
-    return RecordChunk(shard, [encode_metric(count, pseudonymizer) for count in closed.counts])
+    return RecordChunk(shard, encode_metric_records(closed.counts, pseudonymizer))
 
 
 def encode_uncounted(
@@ -112,10 +152,11 @@ def encode_uncounted(
     """
     shard, closed = item
     topic = source_topic.encode()
-    records = []
-    for count in closed.uncounted:
-        key, value, _headers = encode_metric(count, pseudonymizer)
-        records.append(KafkaRecord(key, value, [("error", count.reason.encode()), ("source_topic", topic)]))
+    encoded = encode_metric_records(closed.uncounted, pseudonymizer)
+    records = [
+        KafkaRecord(key, value, [("error", count.reason.encode()), ("source_topic", topic)])
+        for (key, value, _headers), count in zip(encoded, closed.uncounted, strict=True)
+    ]
     return RecordChunk(shard, records)
 
 

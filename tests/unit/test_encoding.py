@@ -3,12 +3,17 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from operators.pure import jsonio
 from operators.pure.encoding import (
     KafkaRecord,
+    Pseudonymizer,
     RecordChunk,
     encode_late,
     encode_metric,
+    encode_metric_records,
     encode_metrics,
     encode_reject,
     encode_uncounted,
@@ -17,7 +22,7 @@ from operators.pure.encoding import (
 )
 from operators.pure.events import RawMessage
 from operators.pure.partition import LateEvent, Reject
-from operators.pure.slices import SliceSpec
+from operators.pure.slices import FIELDS, SliceSpec
 from operators.pure.window_shard import ClosedCounts, UncountedCount, WindowCount
 
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z
@@ -185,3 +190,38 @@ def test_metric_bytes_are_exactly_the_compact_json_of_the_record(odd: str) -> No
     key = {"user_id": odd, "ip": "10.0.0.1", "locale": odd}
     expected = {"window_start": start, "window_end": end, "slice": spec.name, "key": key, "count": 7}
     assert record.value == compact_json(expected)
+
+
+# Strings that break naive splitting or templating: separators, quotes and
+# escapes, newlines (which the batched encoding splits on), %, non-ASCII.
+awkward_text = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["],[", '","', '"', "\\", "\n", "a\nb", "%s", "%d%%", "\u2028", "é", "\x00", "\x1f", "😀", ""]),
+)
+slice_specs = st.sampled_from(
+    [SliceSpec(("user_id",), 1), USER_IP, SliceSpec(("app_version", "device_type"), 1), SliceSpec(FIELDS, 3)]
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            slice_specs, st.integers(0, 3), st.lists(awkward_text, min_size=6, max_size=6), st.integers(1, 10**12)
+        ),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_batched_metric_records_are_byte_for_byte_those_of_one_at_a_time(rows: list, pseudonymize: bool) -> None:
+    counts = [
+        WindowCount(T0 + 60 * w, T0 + 60 * w + 60, spec, tuple(texts[: len(spec.fields)]), n)
+        for spec, w, texts, n in rows
+    ]
+    pseudonymizer = Pseudonymizer(frozenset({"user_id", "ip"}), b"k") if pseudonymize else None
+    assert encode_metric_records(counts, pseudonymizer) == [encode_metric(c, pseudonymizer) for c in counts]
+
+
+def test_each_string_encodes_as_on_its_own() -> None:
+    strings = ["a", "", "a\nb", '"', "\\", "],[", "é", "\u2028", "\x00"]
+    assert jsonio.dumps_each(strings) == [jsonio.dumps(s) for s in strings]
+    assert jsonio.dumps_each([]) == []

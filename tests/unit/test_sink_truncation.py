@@ -101,3 +101,11 @@ def test_the_reader_takes_a_response_as_large_as_any_message_a_broker_can_hold()
 def test_login_metrics_is_compacted_and_trimmed_by_time() -> None:
     assert metrics_topic_config(Settings()) == {"cleanup.policy": "compact,delete", "retention.ms": "604800000"}
     assert metrics_topic_config(Settings(output_retention_hours=2))["retention.ms"] == "7200000"
+
+
+def test_a_producer_lingers_long_enough_to_join_a_closing_windows_bursts() -> None:
+    # A closing window's records arrive in bursts a few ms apart; at librdkafka's
+    # 5 ms each burst was its own batch per partition, which cost the broker
+    # most of its CPU for loginflow's output (operators/kafka/client.py).
+    # Bounded above: a burst's last records wait this long, and windows must close fast.
+    assert 50 <= int(producer_config(Settings())["linger.ms"]) <= 100

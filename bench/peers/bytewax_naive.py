@@ -31,7 +31,7 @@ from operators.pure.events import LoginEvent, parse_value
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SEP = "\x1f"
-PRODUCER_CONFIG = {"enable.idempotence": "true", "linger.ms": "5", "compression.type": "lz4"}
+PRODUCER_CONFIG = {"enable.idempotence": "true", "linger.ms": "50", "compression.type": "lz4"}
 
 
 def _options(parser: argparse.ArgumentParser) -> None:

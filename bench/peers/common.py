@@ -28,6 +28,9 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from operators.pure.slices import FIELDS, SliceSpec
 from operators.runtime.settings import DEFAULT_SLICES, parse_slices
 
+# loginflow's producers linger this long (operators/kafka/client.py LINGER_MS); the peers too.
+LINGER_MS = 50
+
 KeyValues = tuple[str, ...]
 
 
@@ -142,7 +145,7 @@ def output_producer(brokers: str) -> Producer:
         {
             "bootstrap.servers": brokers,
             "enable.idempotence": True,
-            "linger.ms": 5,
+            "linger.ms": LINGER_MS,
             "compression.type": "lz4",
             "log_level": 0,
         }

@@ -79,3 +79,17 @@ def test_a_sample_counts_in_the_stage_of_its_leaf_most_known_frame() -> None:
     assert stage_of(["<module> (run.py)", "_find_and_load (<frozen importlib._bootstrap>)"]) == "start-up imports"
     assert stage_of(["<module> (run.py)", "<module> (dataflow.py)"]) == "start-up imports"
     assert stage_of(["somewhere (else.py)"]) == "other"
+
+
+def test_the_peers_produce_with_loginflows_linger() -> None:
+    from bench.peers import bytewax_naive, common  # noqa: PLC0415 - imports Bytewax, only this test needs it
+    from operators.kafka import client  # noqa: PLC0415
+
+    assert common.LINGER_MS == client.LINGER_MS
+    assert bytewax_naive.PRODUCER_CONFIG["linger.ms"] == str(client.LINGER_MS)
+    for java in (
+        "kstreams/src/main/java/loginflow/bench/kstreams/KStreamsPeer.java",
+        "flink/src/main/java/loginflow/bench/flink/FlinkPeer.java",
+    ):
+        source = (Path(__file__).parents[2] / "bench" / "peers" / java).read_text()
+        assert f"{client.LINGER_MS})" in source or f'"{client.LINGER_MS}"' in source

@@ -266,7 +266,7 @@ public final class FlinkPeer {
         Properties producer = new Properties();
         // The producer settings loginflow's sink uses (bench/peers/common.py output_producer).
         producer.setProperty("enable.idempotence", "true");
-        producer.setProperty("linger.ms", "5");
+        producer.setProperty("linger.ms", "50");
         producer.setProperty("compression.type", "lz4");
         metrics.sinkTo(KafkaSink.<Metric>builder()
                         .setBootstrapServers(args.brokers)

@@ -147,7 +147,7 @@ public final class KStreamsPeer {
         props.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
         // The producer settings loginflow's sink uses (bench/peers/common.py output_producer).
         props.put(StreamsConfig.producerPrefix(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG), true);
-        props.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
+        props.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 50);
         props.put(StreamsConfig.producerPrefix(ProducerConfig.COMPRESSION_TYPE_CONFIG), "lz4");
 
         AtomicReference<Throwable> failure = new AtomicReference<>();

@@ -15,39 +15,24 @@ the run measured them ("not run" otherwise). `make bench` calls this last.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import chart, latency, results_file
-from bench.contenders import ALL, CEILING_LOGINFLOW, CEILING_ORJSON, PEERS, Kind, loginflow
+from bench.contenders import CEILING_LOGINFLOW, PEERS
 from bench.report import Summary, cpu_us_per_event, fmt, main_table, peers_table, scaling_table
-from bench.results_file import REPO, Results, ceiling, find, started
+from bench.results_file import REPO, Results, find, started
+from bench.targets import ONE_BY_ONE, TARGET_CEILING_SHARE, TARGET_LATENCY_S, TWO_BY_ONE, targets
 
 BEGIN = "<!-- bench:results:begin -->"
 END = "<!-- bench:results:end -->"
 DOC = REPO / "BENCHMARKS.md"
 CHART = REPO / "bench" / "chart.png"
 
-# The issues' targets, not measurements: loginflow 1x1 at 60% of the consume +
-# orjson ceiling, 2 processes at most 1.15x the CPU per event of one, p99
-# latency within a second, also for the window closed by idle progress.
-TARGET_CEILING_SHARE = 0.60
-TARGET_2X1_SPEEDUP = 1.5
-TARGET_2X1_CPU_RATIO = 1.15
-TARGET_LATENCY_S = 1.0
 # A long latency run has many windows; the JSON keeps them all.
 MAX_WINDOW_ROWS = 12
-
-ONE_BY_ONE = loginflow(1, 1)
-TWO_BY_ONE = loginflow(2, 1)
-PEER_KEYS = frozenset(c.key for c in ALL.values() if c.kind is Kind.PEER)
-
-
-def _met(value: float, target: float, higher_is_better: bool = True) -> str:
-    return "met" if (value >= target if higher_is_better else value <= target) else "**not met**"
 
 
 def _duration(seconds: float | None) -> str:
@@ -130,62 +115,6 @@ def spread(results: Results, summaries: list[Summary], by_partitions: bool = Fal
         text = " / ".join(f"{r:,.0f}" for r in shown) or "no finished run"
         parts.append(f"{s.label}{where} {text}" + (f" ({failed} failed)" if failed else ""))
     return "Per-run events/s, lowest first: " + "; ".join(parts) + "."
-
-
-def targets(results: Results) -> str:
-    """How far loginflow is from each target, and from every peer on the same input."""
-    lines = ["### Against the targets", ""]
-    one, roof = find(results.main, ONE_BY_ONE.key), ceiling(results.main)
-    if one and roof and one.events_per_s and roof.events_per_s:
-        share = one.events_per_s / roof.events_per_s
-        lines.append(
-            f"- {one.label} ÷ {roof.label}: **{share:.2f}** ({one.events_per_s:,.0f} / "
-            f"{roof.events_per_s:,.0f} events/s); target {TARGET_CEILING_SHARE:.2f}: "
-            f"{_met(share, TARGET_CEILING_SHARE)}."
-        )
-    else:
-        lines.append(f"- {ONE_BY_ONE.label} ÷ {CEILING_ORJSON.label}: not measured in this run.")
-    for group in (results.main, results.slow):
-        base = find(group, ONE_BY_ONE.key)
-        for peer in (s for s in group if s.key in PEER_KEYS):
-            if base and base.events_per_s and peer.events_per_s:
-                times = base.events_per_s / peer.events_per_s
-                lines.append(
-                    f"- {base.label} against {peer.label} on {peer.messages:,} messages: "
-                    f"{base.events_per_s:,.0f} vs {peer.events_per_s:,.0f} events/s "
-                    f"(**{times:.2f}×**; the peer's verdict: {peer.verdict})."
-                )
-    two = find(results.main, TWO_BY_ONE.key)
-    if one and two and one.events_per_s and two.events_per_s:
-        speedup = two.events_per_s / one.events_per_s
-        broker = results.broker_cpu_s(two)
-        broker_text = f" (median {statistics.median(broker):.1f} CPU s per run)" if broker else ""
-        lines.append(
-            f"- {two.label} ÷ {one.label}: **{speedup:.2f}**; target {TARGET_2X1_SPEEDUP}: "
-            f"{_met(speedup, TARGET_2X1_SPEEDUP)}. The two processes share the machine's "
-            f"{results.meta.get('cpus', '?')} cores with the broker{broker_text} "
-            "and the harness."
-        )
-    if one and two and one.cpu_s and two.cpu_s and one.messages and two.messages:
-        ratio = (two.cpu_s / two.messages) / (one.cpu_s / one.messages)
-        lines.append(
-            f"- CPU per event, {two.label} ÷ {one.label}: **{ratio:.2f}** "
-            f"({two.cpu_s / two.messages * 1e6:.1f} / {one.cpu_s / one.messages * 1e6:.1f} µs); "
-            f"target ≤ {TARGET_2X1_CPU_RATIO}: {_met(ratio, TARGET_2X1_CPU_RATIO, higher_is_better=False)}."
-        )
-    p99 = (results.latency or {}).get("p99_s")
-    if p99 is not None:
-        lines.append(
-            f"- Latency p99: **{p99:.3f} s**; target ≤ {TARGET_LATENCY_S:.0f} s: "
-            f"{_met(p99, TARGET_LATENCY_S, higher_is_better=False)} (see *Latency*)."
-        )
-    idle = ((results.latency or {}).get("idle_window") or {}).get("p99_s")
-    if idle is not None:
-        lines.append(
-            f"- Latency p99 of the window closed by idle progress (input stopped): **{idle:.3f} s**; "
-            f"target ≤ {TARGET_LATENCY_S:.0f} s: {_met(idle, TARGET_LATENCY_S, higher_is_better=False)}."
-        )
-    return "\n".join(lines)
 
 
 def tables(results: Results) -> str:

@@ -2,12 +2,13 @@
 
 from pathlib import Path
 
-from bench import setup_jvm
+from bench import setup_jvm, targets
 from bench.contenders import CEILING_LOGINFLOW, PEERS, RunSpec, flink, kstreams, launch, loginflow
 from bench.harness import RunResult
 from bench.hotspots import stage_of
 from bench.peers.ceiling import loginflow_consumer_config
 from bench.report import Summary, cpu_us_per_event, peers_table, summarize
+from bench.results_file import Results
 from operators.kafka.client import reader_config
 from operators.runtime.settings import Settings
 
@@ -93,3 +94,24 @@ def test_the_peers_produce_with_loginflows_linger() -> None:
     ):
         source = (Path(__file__).parents[2] / "bench" / "peers" / java).read_text()
         assert f"{client.LINGER_MS})" in source or f'"{client.LINGER_MS}"' in source
+
+
+def _results(main: list[Summary], latency: dict[str, object] | None = None) -> Results:
+    return Results(Path("r.json"), {"cpus": 2}, main, [], [], [], latency, None)
+
+
+def test_the_targets_divide_loginflows_cpu_and_broker_cpu_by_the_fair_ceilings() -> None:
+    roof = _summary(CEILING_LOGINFLOW.key, cpu_s=0.004, broker_cpu_s=0.001)
+    one = _summary(loginflow(1, 1).key, cpu_s=0.012, broker_cpu_s=0.0015)
+    lines = targets.fair_ceiling_targets(_results([roof, one]))
+    assert "**3.00** (12.0 / 4.0 µs); target ≤ 2.5: **not met**" in lines[0]
+    assert "**1.50** (1.5 / 1.0 µs); target ≤ 2.0: met" in lines[1]
+    assert targets.fair_ceiling_targets(_results([one])) == []
+
+
+def test_the_latency_goal_follows_the_records_a_window() -> None:
+    small = {"windows": [{"records": 19_000}, {"records": 21_000}, {"records": 20_500}]}
+    big = {"windows": [{"records": 200_300}, {"records": 199_800}]}
+    assert targets.latency_target(small) == (0.5, " at 20,500 records a window")
+    assert targets.latency_target(big) == (1.0, " at 200,300 records a window")
+    assert targets.latency_target({}) == (1.0, "")

@@ -35,6 +35,7 @@ so no revision can lower a count.
 import logging
 import math
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 
 from operators.pure.shard_snapshot import (
     LEGACY_REVISION_HORIZON_WINDOWS,
@@ -67,6 +68,11 @@ logger = logging.getLogger(__name__)
 
 # Building the count tuples without NamedTuple.__new__'s Python frame.
 _new_count = tuple.__new__
+# Sorting (values, count) items by their values alone: the same order, as the
+# values are a dict's keys, but the sort then compares tuples of str with
+# CPython's specialized string compare instead of nested tuples generically,
+# which halved the sort of a 200k-record window (0.61-0.64 s to 0.31-0.34 s).
+_by_values = itemgetter(0)
 
 DEFAULT_MAX_WINDOWS = 128
 """Open plus revisable windows one shard keeps (MAX_WINDOWS_PER_SHARD)."""
@@ -238,7 +244,7 @@ class WindowShard:
                 route=f"DLQ error={reason}",
             ),
         )
-        items = sorted(counts.items())
+        items = sorted(counts.items(), key=_by_values)
         return [_new_count(UncountedCount, (start, end, spec, values, count, reason)) for values, count in items]
 
     def _revisions(self, revised: dict[int, set[KeyValues]]) -> list[WindowCount]:
@@ -281,7 +287,8 @@ class WindowShard:
             kept = keys.items() if minimum <= 1 else [item for item in keys.items() if item[1] >= minimum]
             # A window can emit hundreds of thousands of records at once:
             # build them at C speed (NamedTuple's own __new__ is Python).
-            emitted.extend(_new_count(WindowCount, (start, end, spec, values, count)) for values, count in sorted(kept))
+            ordered = sorted(kept, key=_by_values)
+            emitted.extend(_new_count(WindowCount, (start, end, spec, values, count)) for values, count in ordered)
         return emitted
 
     def _forget_final(self) -> None:
@@ -310,7 +317,7 @@ class WindowShard:
             spec = self.slices[self.slice_index]
             for start in still_open:
                 keys = self.windows.pop(start)
-                kept = sorted(item for item in keys.items() if item[1] >= spec.min_count)
+                kept = sorted((item for item in keys.items() if item[1] >= spec.min_count), key=_by_values)
                 emitted.extend(_new_count(WindowCount, (start, start + window, spec, v, c)) for v, c in kept)
             self.closed_through = max(self.closed_through, through)
         for start in oldest:

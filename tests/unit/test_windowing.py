@@ -281,6 +281,24 @@ def test_closed_windows_come_out_in_window_then_key_order() -> None:
     assert emitted == closed(count(T0, "a", 2), count(T0, "c", 1), count(T0 + 60, "a", 4), count(T0 + 60, "b", 1))
 
 
+@given(
+    keys=st.dictionaries(
+        st.tuples(st.sampled_from(["", "a", "ab", "b", "\x00", "é"]), st.text(max_size=3)),
+        st.integers(1, 3),
+        max_size=40,
+    ),
+    minimum=st.integers(1, 2),
+)
+def test_a_closing_window_emits_its_keys_in_value_tuple_order(keys: dict[tuple[str, str], int], minimum: int) -> None:
+    # Two fields, the first often shared or a prefix of another: the order
+    # is the tuples' own, whichever fields decide it.
+    spec = SliceSpec(("app_version", "device_type"), minimum)
+    shard = WindowShard([spec], 60, BUCKETS)
+    counts = {(T0, values): n for values, n in keys.items()}
+    emitted = shard.apply([update(0, T0 + 60, counts, slices=(spec,)), update(1, T0 + 60, slices=(spec,))])
+    assert [c.values for c in emitted.counts] == sorted(values for values, n in keys.items() if n >= minimum)
+
+
 def test_counts_from_several_partitions_and_updates_add_up() -> None:
     shard = WindowShard([BY_USER], 60, BUCKETS)
     shard.apply([update(0, T0 + 10, {(T0, ("u1",)): 2}), update(1, T0 + 10, {(T0, ("u1",)): 3})])

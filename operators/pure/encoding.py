@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, groupby
+from operator import itemgetter
 from typing import NamedTuple
 
 from operators.pure import jsonio
 from operators.pure.partition import LateEvent, PartitionBatch, Reject
+from operators.pure.slices import SliceSpec
 from operators.pure.window_counts import ClosedCounts, UncountedCount, WindowCount
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -99,12 +101,19 @@ def encode_metric(
     return KafkaRecord(key, value, [])
 
 
-@lru_cache(maxsize=64)
-def _metric_templates(fields: tuple[str, ...]) -> tuple[bytes, bytes]:
-    """%-templates of a slice's key tail and value, each field's encoded value a ``%s``."""
-    key_tail = b",".join([b"%s"] * len(fields)) + b"]"
+@lru_cache(maxsize=1024)
+def _metric_templates(window_start: int, window_end: int, spec: SliceSpec) -> tuple[bytes, bytes]:
+    """%-templates of one window and slice's whole key and value, each field's encoded value a ``%s``."""
+    key_prefix, value_prefix = _metric_prefixes(window_start, window_end, spec.name)
+    fields = spec.fields
+    key = key_prefix.replace(b"%", b"%%") + b",".join([b"%s"] * len(fields)) + b"]"
     key_object = b",".join(jsonio.dumps(name).replace(b"%", b"%%") + b":%s" for name in fields)
-    return key_tail, b"%s{" + key_object + b'},"count":%d}'
+    return key, value_prefix.replace(b"%", b"%%") + b"{" + key_object + b'},"count":%d}'
+
+
+# A shard emits its counts window by window, all of one slice.
+_window_and_slice = itemgetter(0, 1, 2)
+_count_of = itemgetter(4)
 
 
 def encode_metric_records(
@@ -113,24 +122,24 @@ def encode_metric_records(
     """`encode_metric` of each count, byte for byte, with one orjson call for all their values.
 
     A closing window emits up to hundreds of thousands of records at once, and
-    orjson's cost per call, not per byte, was most of their encoding.
+    orjson's cost per call, not per byte, was most of their encoding. The
+    templates are looked up once per run of counts of one window and slice.
     """
     if pseudonymizer is None:
         values_of = [count.values for count in counts]
     else:
         values_of = [pseudonymizer.apply(count.slice.fields, count.values) for count in counts]
-    encoded = jsonio.dumps_each(list(chain.from_iterable(values_of)))
+    encoded = iter(jsonio.dumps_each(list(chain.from_iterable(values_of))))
     records: list[KafkaRecord] = []
-    at = 0
-    for count in counts:
-        spec = count.slice
-        width = len(spec.fields)
-        values = tuple(encoded[at : at + width])
-        at += width
-        key_prefix, value_prefix = _metric_prefixes(count.window_start, count.window_end, spec.name)
-        key_tail, value_template = _metric_templates(spec.fields)
-        key = key_prefix + key_tail % values
-        records.append(_new_record(KafkaRecord, (key, value_template % (value_prefix, *values, count.count), [])))
+    append = records.append
+    for (start, end, spec), group in groupby(counts, _window_and_slice):
+        key_template, value_template = _metric_templates(start, end, spec)
+        # One iterator repeated: zip takes each record's values in turn, in C.
+        # The group comes first, so the outer zip stops when it ends without
+        # taking the next group's values; both run on past this group.
+        each_values = zip(*[encoded] * len(spec.fields), strict=False)
+        for count, values in zip(map(_count_of, group), each_values, strict=False):
+            append(_new_record(KafkaRecord, (key_template % values, value_template % (*values, count), [])))
     return records
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
-from itertools import chain, groupby
+from itertools import chain, groupby, repeat
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -111,7 +111,7 @@ def _metric_templates(window_start: int, window_end: int, spec: SliceSpec) -> tu
     return key, value_prefix.replace(b"%", b"%%") + b"{" + key_object + b'},"count":%d}'
 
 
-# A shard emits its counts window by window, all of one slice.
+# A shard emits its counts window by window, all of one slice: few groups.
 _window_and_slice = itemgetter(0, 1, 2)
 _count_of = itemgetter(4)
 
@@ -119,26 +119,31 @@ _count_of = itemgetter(4)
 def encode_metric_records(
     counts: Sequence[WindowCount | UncountedCount], pseudonymizer: Pseudonymizer | None = None
 ) -> list[KafkaRecord]:
-    """`encode_metric` of each count, byte for byte, with one orjson call for all their values.
+    """`encode_metric` of each count, byte for byte, with one orjson call per window and slice.
 
     A closing window emits up to hundreds of thousands of records at once, and
-    orjson's cost per call, not per byte, was most of their encoding. The
-    templates are looked up once per run of counts of one window and slice.
+    orjson's cost per call, not per byte, was most of their encoding. A count
+    whose values do not match its slice's fields raises, as `encode_metric`
+    does: a value must never land under another record's key.
     """
-    if pseudonymizer is None:
-        values_of = [count.values for count in counts]
-    else:
-        values_of = [pseudonymizer.apply(count.slice.fields, count.values) for count in counts]
-    encoded = iter(jsonio.dumps_each(list(chain.from_iterable(values_of))))
     records: list[KafkaRecord] = []
     append = records.append
     for (start, end, spec), group in groupby(counts, _window_and_slice):
-        key_template, value_template = _metric_templates(start, end, spec)
+        members = list(group)
+        fields = spec.fields
+        if pseudonymizer is None:
+            values_of = [count.values for count in members]
+        else:
+            values_of = [pseudonymizer.apply(fields, count.values) for count in members]
+        width = len(fields)
+        if set(map(len, values_of)) != {width}:
+            msg = f"a count of slice {spec.name!r} has values that do not match its {width} fields"
+            raise ValueError(msg)
+        encoded = iter(jsonio.dumps_each(list(chain.from_iterable(values_of))))
         # One iterator repeated: zip takes each record's values in turn, in C.
-        # The group comes first, so the outer zip stops when it ends without
-        # taking the next group's values; both run on past this group.
-        each_values = zip(*[encoded] * len(spec.fields), strict=False)
-        for count, values in zip(map(_count_of, group), each_values, strict=False):
+        each_values = zip(*[encoded] * width, strict=True) if width else repeat((), len(members))
+        key_template, value_template = _metric_templates(start, end, spec)
+        for count, values in zip(map(_count_of, members), each_values, strict=True):
             append(_new_record(KafkaRecord, (key_template % values, value_template % (*values, count), [])))
     return records
 

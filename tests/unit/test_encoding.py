@@ -225,3 +225,26 @@ def test_each_string_encodes_as_on_its_own() -> None:
     strings = ["a", "", "a\nb", '"', "\\", "],[", "é", "\u2028", "\x00"]
     assert jsonio.dumps_each(strings) == [jsonio.dumps(s) for s in strings]
     assert jsonio.dumps_each([]) == []
+
+
+def test_batched_records_of_a_slice_without_fields_between_others_are_each_written() -> None:
+    # Found by an attack on the batched encoding: with no values to take, a
+    # group of zero-field counts was dropped whole.
+    no_fields = SliceSpec((), 1)
+    counts: list[WindowCount | UncountedCount] = [
+        WindowCount(T0, T0 + 60, USER_IP, ("u1", "1.2.3.4"), 2),
+        UncountedCount(T0, T0 + 60, no_fields, (), 5),
+        WindowCount(T0, T0 + 60, USER_IP, ("u2", "5.6.7.8"), 3),
+    ]
+    assert encode_metric_records(counts) == [encode_metric(c) for c in counts]
+
+
+def test_a_count_whose_values_do_not_fit_its_slice_raises_rather_than_borrowing_the_next_ones() -> None:
+    # Found by the same attack: the shared value stream let a short count
+    # take the next count's value, and lose that count, without a word.
+    counts = [
+        WindowCount(T0, T0 + 60, USER_IP, ("u1",), 2),
+        WindowCount(T0, T0 + 60, SliceSpec(("user_id",), 1), ("u2",), 3),
+    ]
+    with pytest.raises(ValueError, match="do not match"):
+        encode_metric_records(counts)
